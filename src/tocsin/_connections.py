@@ -1,0 +1,70 @@
+"""Connection records: the internal tuple layout and the public snapshot.
+
+Internally a connection is a plain tuple (built in C, so ``connect()`` stays
+cheap); the ``R_*`` constants name its fields. ``Signal.connections()``
+turns them into :class:`Connection` objects for people and tools.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+from typing import Any
+
+__all__ = ["Connection"]
+
+# Fields of the internal record tuple.
+R_DEREF = 0  # () -> receiver or None (see _receivers)
+R_FUNC = 1  # function of a weakly held bound method, else None
+R_SENDER_KEY = 2  # key from _senders
+R_SENDER_ANCHOR = 3  # weakref, strong sender or None
+R_WEAK = 4  # bool: receiver held weakly
+R_UID = 5  # dispatch_uid or None
+R_PRIORITY = 6  # int, higher runs first
+R_VIA = 7  # delivery policy or None
+R_ASYNC = 8  # bool: receiver returns an awaitable
+R_SEQ = 9  # int: connection order, for stable sorting
+R_SENDER_KIND = 10  # "any", "weak", "value" or "strong" (see _senders)
+
+Record = tuple[
+    Callable[[], Any],
+    "Callable[..., Any] | None",
+    Hashable,
+    Any,
+    bool,
+    Hashable,
+    int,
+    "Callable[[Callable[[], Any]], Any] | None",
+    bool,
+    int,
+    str,
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """A snapshot of one live connection, as listed by ``Signal.connections()``.
+
+    Attributes:
+        receiver: the receiver (a new bound method for weakly held methods).
+        sender: the sender filter; ``None`` means any sender.
+        weak: whether the signal holds the receiver weakly.
+        dispatch_uid: the ``dispatch_uid`` given to ``connect()``, or ``None``.
+        priority: higher priorities run first.
+        via: the delivery policy, or ``None`` for immediate delivery.
+        is_async: whether the receiver returns an awaitable.
+        module: module where the receiver is defined.
+        qualname: qualified name of the receiver (of its class for objects).
+        where: ``"file:line"`` of the definition, or ``None`` if unknown.
+    """
+
+    receiver: Callable[..., Any]
+    sender: Any
+    weak: bool
+    dispatch_uid: Hashable | None
+    priority: int
+    via: Callable[[Callable[[], Any]], Any] | None
+    is_async: bool
+    module: str
+    qualname: str
+    where: str | None

@@ -1,0 +1,82 @@
+"""The ``via=`` extension point: how and when a connected receiver runs.
+
+A *delivery policy* is any callable that accepts one zero-argument callable
+and arranges for it to be called, now or later, here or elsewhere::
+
+    signal.connect(index_document, via=executor.submit)      # a thread pool
+    signal.connect(send_mail, via=pending.append)            # a queue you drain
+    signal.connect(notify, sender=Order, via=on_commit)      # tocsin.sqlalchemy
+
+On ``send()`` the signal does not call such a receiver. It builds a
+:class:`DeferredCall` holding the receiver and the send's arguments and
+passes it to the policy. The policy's return value (``None``, a future, a
+task id...) is wrapped in a :class:`Deferred`, and that is the receiver's
+response in the list ``send()`` returns.
+
+Contract for policies:
+
+* The policy runs in the sending thread, during ``send()``, in the
+  receiver's turn. If it raises, the exception is treated like one raised by
+  a receiver: ``send()`` propagates it, ``send_robust()`` returns and logs it.
+* The :class:`DeferredCall` holds the receiver strongly until it is dropped,
+  even if the receiver was connected weakly: a weak receiver alive at send
+  time runs when the policy calls it.
+* What happens to exceptions raised when the call finally runs is the
+  policy's business (``concurrent.futures`` keeps them in the future).
+* The core imports no policy; integrations provide them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Deferred", "DeferredCall", "DeliveryPolicy"]
+
+_T = TypeVar("_T")
+
+#: A delivery policy: schedules a zero-argument callable, returns a handle.
+DeliveryPolicy = Callable[[Callable[[], Any]], Any]
+
+
+class DeferredCall:
+    """A receiver call captured at send time, to be run by a delivery policy.
+
+    Calling it runs ``receiver(signal=signal, sender=sender, **kwargs)`` and
+    returns the receiver's result. It may be called once or several times;
+    each call runs the receiver again.
+    """
+
+    __slots__ = ("kwargs", "receiver", "sender", "signal")
+
+    def __init__(
+        self, receiver: Callable[..., Any], signal: object, sender: object, kwargs: Mapping[str, Any]
+    ) -> None:
+        self.receiver = receiver
+        self.signal = signal
+        self.sender = sender
+        self.kwargs = dict(kwargs)
+
+    def __call__(self) -> Any:
+        return self.receiver(signal=self.signal, sender=self.sender, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"<DeferredCall {self.receiver!r} sender={self.sender!r} kwargs={self.kwargs!r}>"
+
+
+class Deferred(Generic[_T]):
+    """The response ``send()`` returns for a receiver connected ``via=`` a policy.
+
+    Attributes:
+        call: the :class:`DeferredCall` handed to the policy.
+        handle: whatever the policy returned for it (``None``, a future, ...).
+    """
+
+    __slots__ = ("call", "handle")
+
+    def __init__(self, call: DeferredCall, handle: _T) -> None:
+        self.call = call
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return f"<Deferred {self.call.receiver!r} handle={self.handle!r}>"

@@ -1,0 +1,117 @@
+"""Interceptors: the one way tools hook into sending, at no cost when unused.
+
+Muting, pausing, capturing and tracing all need to see or change sends. A
+signal with no interceptor publishes its routing table to ``send()``
+directly; installing one makes the signal publish a table whose every entry
+leads to the slow path, which runs the interceptors in order around the real
+dispatch. Removing the last one restores the fast table. So the send path
+checks nothing extra while no tool is active.
+
+An interceptor is an object with a ``send`` method (and, for async sends, an
+``asend`` coroutine method) taking a :class:`Dispatch` and a ``proceed``
+callable that runs the next interceptor or the receivers and returns the
+``[(receiver, response)]`` list. An interceptor may call ``proceed`` zero
+times (to hold or drop a send), once, or later.
+
+Global interceptors apply to every live signal, including ones created
+later; the registry of live signals is a weak set.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+__all__ = ["Dispatch", "Interceptor", "add_global_interceptor", "live_signals"]
+
+Responses = list[tuple[Any, Any]]
+
+
+class Dispatch:
+    """One send as interceptors see it.
+
+    Attributes:
+        signal: the signal being sent.
+        sender: the sender.
+        named: the named arguments (a dict the interceptor must not mutate).
+        robust: True for ``send_robust``/``asend_robust``.
+        is_async: True for ``asend``/``asend_robust``.
+    """
+
+    __slots__ = ("is_async", "named", "robust", "sender", "signal")
+
+    def __init__(
+        self, signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool, is_async: bool
+    ) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.named = named
+        self.robust = robust
+        self.is_async = is_async
+
+    def __repr__(self) -> str:
+        return f"<Dispatch {self.signal!r} sender={self.sender!r} named={self.named!r}>"
+
+
+class Interceptor(Protocol):
+    """What ``Signal.add_interceptor`` and :func:`add_global_interceptor` take."""
+
+    def send(self, dispatch: Dispatch, proceed: Callable[[], Responses]) -> Responses:
+        """Handle a synchronous send; call ``proceed()`` to deliver it."""
+
+    def asend(self, dispatch: Dispatch, proceed: Callable[[], Awaitable[Responses]]) -> Awaitable[Responses]:
+        """Handle an async send; await ``proceed()`` to deliver it."""
+
+
+_lock = threading.Lock()
+_live: weakref.WeakSet[Signal] = weakref.WeakSet()
+_global: tuple[Interceptor, ...] = ()
+
+
+def register(signal: Signal) -> tuple[Interceptor, ...]:
+    """Record a new signal; return the global interceptors it starts with."""
+    with _lock:
+        _live.add(signal)
+        return _global
+
+
+def live_signals() -> list[Signal]:
+    """Every signal still alive, in no particular order."""
+    with _lock:
+        return list(_live)
+
+
+def add_global_interceptor(interceptor: Interceptor) -> Callable[[], None]:
+    """Install *interceptor* on every signal, now and future.
+
+    Returns a function that removes it again (idempotent). Global
+    interceptors run before a signal's own ones.
+    """
+    global _global  # noqa: PLW0603 - module-level registry, guarded by _lock
+    with _lock:
+        _global = (*_global, interceptor)
+        signals = list(_live)
+    for signal in signals:
+        signal._refresh_interceptors()  # noqa: SLF001
+
+    def remove() -> None:
+        global _global  # noqa: PLW0603
+        with _lock:
+            if interceptor not in _global:
+                return
+            _global = tuple(i for i in _global if i is not interceptor)
+            signals = list(_live)
+        for signal in signals:
+            signal._refresh_interceptors()  # noqa: SLF001
+
+    return remove
+
+
+def global_interceptors() -> tuple[Interceptor, ...]:
+    """The installed global interceptors, in order."""
+    return _global

@@ -1,0 +1,251 @@
+"""How a signal holds, identifies, checks and describes its receivers.
+
+A connected receiver is stored as a pair ``(deref, func)``:
+
+* ``deref()`` returns the receiver, or ``None`` once a weakly held receiver
+  has been collected. For a strong reference it is a C-level callable that
+  returns the object (cheaper than a Python closure on the send path).
+* ``func`` is ``None``, except for weakly held bound methods: then ``deref``
+  returns the instance and the receiver is ``MethodType(func, instance)``.
+  A bound method object is created anew on every attribute access, so it
+  cannot itself be referenced weakly (the same reason ``weakref.WeakMethod``
+  exists).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import sys
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import ReceiverNotCallableError, ReceiverSignatureError
+
+__all__ = [
+    "Deref",
+    "calibrate_temporaries",
+    "describe",
+    "is_async_receiver",
+    "qualified_name",
+    "receiver_key",
+    "reference",
+    "validate_receiver",
+]
+
+Deref = Callable[[], Any]
+
+_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+_FunctionType = types.FunctionType
+_MethodType = types.MethodType
+
+# Python 3.12 moved the "is a coroutine function" marker to inspect; asgiref
+# (used by Django) sets its own attribute. Either marks a sync-looking
+# callable as one that returns an awaitable.
+_ASGIREF_MARKER = "_is_coroutine"
+
+
+def receiver_key(receiver: object) -> object:
+    """Return the identity of *receiver* used for duplicate detection.
+
+    Bound methods are identified by ``(id(instance), id(function))`` because
+    each attribute access creates a new method object. Everything else by
+    ``id()``; the connection keeps the object (or a weak reference whose death
+    removes the connection), so the id cannot be reused while it is in use.
+    """
+    if type(receiver) is _MethodType:
+        return (id(receiver.__self__), id(receiver.__func__))
+    return id(receiver)
+
+
+def _strong(obj: object) -> Deref:
+    # itertools.repeat(obj).__next__ is a C callable returning obj: about as
+    # cheap to call as a weakref, so strong and weak entries share one loop.
+    return itertools.repeat(obj).__next__
+
+
+def _vanishes_at_once(receiver: object) -> bool:
+    """Whether nothing but the caller's argument keeps *receiver* alive."""
+    if isinstance(receiver, functools.partial):
+        return True
+    if type(receiver) is _FunctionType:
+        if receiver.__name__ == "<lambda>":
+            return True
+        # A closure made inline (``connect(make_handler())``) is referenced
+        # only by this call's frames; a weak reference would die on return.
+        return "<locals>" in receiver.__qualname__ and _refcount_is_temporary(receiver)
+    return False
+
+
+def _refcount_is_temporary(obj: object) -> bool:
+    global _TEMPORARY_REFCOUNT  # noqa: PLW0603 - calibration, see below
+    count = sys.getrefcount(obj)
+    if _calibrating:
+        _TEMPORARY_REFCOUNT = count
+        return False
+    return count <= _TEMPORARY_REFCOUNT
+
+
+def reference(
+    receiver: Callable[..., Any],
+    weak: bool,  # noqa: FBT001 - mirrors Django's positional connect() argument
+    callback: Callable[[weakref.ref[Any]], None],
+) -> tuple[Deref, Callable[..., Any] | None, bool]:
+    """Build the ``(deref, func)`` pair for *receiver* and say if it is weak.
+
+    With ``weak=True`` functions, bound methods and callable objects are held
+    weakly and *callback* runs when they die. Receivers that cannot be held
+    weakly (builtins, objects without ``__weakref__``) and receivers that would
+    vanish as soon as ``connect()`` returns (lambdas, ``functools.partial``
+    objects, closures made inline) are held strongly instead: losing them
+    silently is the classic bug of Django's and blinker's weak default.
+    """
+    if weak and not _vanishes_at_once(receiver):
+        if type(receiver) is _MethodType:
+            try:
+                return weakref.ref(receiver.__self__, callback), receiver.__func__, True
+            except TypeError:
+                pass
+        else:
+            try:
+                return weakref.ref(receiver, callback), None, True
+            except TypeError:
+                pass
+    return _strong(receiver), None, False
+
+
+def _accepts_kwargs_slow(receiver: Callable[..., Any]) -> bool:
+    try:
+        signature = inspect.signature(receiver)
+    except (TypeError, ValueError):
+        # Builtins without a text signature: nothing to check against.
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def validate_receiver(receiver: object) -> None:
+    """Raise if *receiver* cannot be called as ``receiver(**named)``.
+
+    Plain functions and methods are checked through their code flags; only
+    other callables (partials, callable objects) pay for ``inspect.signature``.
+
+    Raises:
+        ReceiverNotCallableError: *receiver* is not callable.
+        ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+    """
+    if type(receiver) is _FunctionType:
+        if receiver.__code__.co_flags & _CO_VARKEYWORDS:
+            return
+    elif type(receiver) is _MethodType and type(receiver.__func__) is _FunctionType:
+        if receiver.__func__.__code__.co_flags & _CO_VARKEYWORDS:
+            return
+    elif not callable(receiver):
+        msg = (
+            "Signal receivers must be callable. "
+            f"Expected a function, method or callable object; got {receiver!r} "
+            f"(of type {type(receiver).__name__}). Pass the function itself, "
+            "not the result of calling it."
+        )
+        raise ReceiverNotCallableError(msg)
+    elif _accepts_kwargs_slow(receiver):
+        return
+    msg = (
+        "Signal receivers must accept keyword arguments (**kwargs). "
+        f"{qualified_name(receiver)} does not; signals call receivers as "
+        "receiver(signal=..., sender=..., **named). Add **kwargs to its parameters, "
+        "for example: def handler(sender, **kwargs): ..."
+    )
+    raise ReceiverSignatureError(msg)
+
+
+def _unwrap(receiver: object) -> object:
+    while isinstance(receiver, functools.partial):
+        receiver = receiver.func
+    return receiver
+
+
+def is_async_receiver(receiver: object) -> bool:
+    """Whether calling *receiver* returns an awaitable to be awaited.
+
+    True for coroutine functions and bound async methods, for objects whose
+    ``__call__`` is ``async def``, for ``functools.partial`` of any of these,
+    and for callables marked with ``inspect.markcoroutinefunction`` or
+    asgiref's marker. Decided once, at connect time.
+    """
+    target = _unwrap(receiver)
+    if inspect.iscoroutinefunction(target):
+        return True
+    if getattr(target, _ASGIREF_MARKER, None) is not None and _is_asgiref_marked(target):
+        return True
+    if not isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        call = getattr(type(target), "__call__", None)
+        if call is not None and inspect.iscoroutinefunction(call):
+            return True
+    return False
+
+
+def _is_asgiref_marked(target: object) -> bool:
+    marker = getattr(target, _ASGIREF_MARKER)
+    # asgiref sets ``_is_coroutine = asyncio.coroutines._is_coroutine``, an
+    # object() sentinel; compare by name to avoid importing asyncio's private.
+    return type(marker) is object or marker is True
+
+
+def qualified_name(receiver: object) -> str:
+    """A readable, never-raising name for *receiver*, for logs and errors."""
+    try:
+        target = _unwrap(receiver)
+        if isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+            module = getattr(target, "__module__", None)
+            name = getattr(target, "__qualname__", None) or repr(target)
+        else:
+            cls = type(target)
+            module, name = cls.__module__, f"{cls.__qualname__} instance"
+        name = f"{module}.{name}" if module else name
+        if target is not receiver:
+            name = f"functools.partial({name}, ...)"
+    except Exception:  # noqa: BLE001 - a name for a log line must never fail
+        return object.__repr__(receiver)
+    return name
+
+
+def describe(receiver: object) -> tuple[str, str, str | None]:
+    """Return ``(module, qualname, "file:line" or None)`` for *receiver*."""
+    target = _unwrap(receiver)
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType)):
+        target = type(target)
+    module = getattr(target, "__module__", None) or ""
+    qualname = getattr(target, "__qualname__", None) or repr(target)
+    where = None
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        where = f"{code.co_filename}:{code.co_firstlineno}"
+    else:
+        try:
+            where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            where = None
+    return module, qualname, where
+
+
+# The refcount a closure has inside _refcount_is_temporary() when a caller
+# passed a temporary straight to Signal.connect(). _signal.py measures it once
+# through the real call path (see calibrate_temporaries) because it differs
+# between Python versions; until then nothing counts as temporary.
+_TEMPORARY_REFCOUNT = 0
+_calibrating = False
+
+
+def calibrate_temporaries(connect_temporary: Callable[[], object]) -> None:
+    """Measure the refcount of an inline closure as seen by ``connect()``."""
+    global _TEMPORARY_REFCOUNT, _calibrating  # noqa: PLW0603 - set once at import
+    _calibrating = True
+    try:
+        connect_temporary()
+    finally:
+        _calibrating = False

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-sqlalchemy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 demo: | $(VENV)/bin/python
+	$(PIP) install "sqlalchemy>=2.0"  # examples/sqlalchemy_*.py
 	$(PIP) install --force-reinstall --no-deps .
 	@for f in examples/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
@@ -37,6 +38,10 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+bench-sqlalchemy: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	$(PY) benchmarks/bench_sqlalchemy.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

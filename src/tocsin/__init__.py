@@ -12,15 +12,41 @@ from ._decorators import receiver as receiver
 from ._delivery import Deferred as Deferred
 from ._delivery import DeferredCall as DeferredCall
 from ._delivery import DeliveryPolicy as DeliveryPolicy
+from ._namespace import Namespace as Namespace
+from ._namespace import all_signals as all_signals
+from ._namespace import receiver_connected as receiver_connected
+from ._namespace import receiver_disconnected as receiver_disconnected
+from ._namespace import signal as signal
+from ._pause import HeldSend as HeldSend
 from ._signal import Signal as Signal
+from ._trace import Observer as Observer
+from ._trace import ReceiverEvent as ReceiverEvent
+from ._trace import SendEvent as SendEvent
+from ._trace import observe as observe
+from ._trace import trace as trace
+from ._typed import TypedSignal as TypedSignal
+from ._typed import typed_signal as typed_signal
 
 __all__ = [
     "Connection",
     "Deferred",
     "DeferredCall",
     "DeliveryPolicy",
+    "HeldSend",
+    "Namespace",
+    "Observer",
+    "ReceiverEvent",
+    "SendEvent",
     "Signal",
+    "TypedSignal",
+    "all_signals",
+    "observe",
     "receiver",
+    "receiver_connected",
+    "receiver_disconnected",
+    "signal",
+    "trace",
+    "typed_signal",
 ]
 
 

@@ -23,7 +23,7 @@ R_UID = 5  # dispatch_uid or None
 R_PRIORITY = 6  # int, higher runs first
 R_VIA = 7  # delivery policy or None
 R_ASYNC = 8  # bool: receiver returns an awaitable
-R_SEQ = 9  # int: connection order, for stable sorting
+R_SEQ = 9  # unused, always 0: connection order is the order of Signal._records
 R_SENDER_KIND = 10  # "any", "weak", "value" or "strong" (see _senders)
 
 Record = tuple[

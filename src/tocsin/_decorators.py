@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from ._signal import Signal
@@ -34,14 +34,19 @@ def receiver(
         @receiver(post_save, sender=Order)
         def notify(sender, instance, **kwargs): ...
     """
-    signals = [signal] if hasattr(signal, "connect") else list(signal)  # type: ignore[arg-type]
+    # Duck-typed like Django: anything with connect() is one signal.
+    signals = [cast("Signal", signal)] if hasattr(signal, "connect") else list(signal)
 
     def decorator(func: _F) -> _F:
         done: list[Signal] = []
         try:
             for sig in signals:
+                # A connection that existed before is not ours to undo.
+                is_connected = getattr(sig, "_is_connected", None)
+                fresh = is_connected is None or not is_connected(func, sender, dispatch_uid)
                 sig.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
-                done.append(sig)
+                if fresh:
+                    done.append(sig)
         except BaseException:
             for sig in done:
                 sig.disconnect(func, sender, dispatch_uid)

@@ -115,3 +115,25 @@ def add_global_interceptor(interceptor: Interceptor) -> Callable[[], None]:
 def global_interceptors() -> tuple[Interceptor, ...]:
     """The installed global interceptors, in order."""
     return _global
+
+
+class ReceiverObserver(Protocol):
+    """Wraps each receiver call of an intercepted send (see ``receiver_observer``)."""
+
+    def call(self, signal: Signal, receiver: Any, call: Callable[[], Any]) -> Any:
+        """Run ``call()`` (the receiver) and return or raise what it does."""
+
+    def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
+        """Await ``call()`` (an async receiver) and return or raise what it does."""
+
+
+# Per-receiver observation (tracing) for the delivery loops of the slow path.
+# Only the slow path reads it, and the tracer installs a global interceptor
+# while it is set, so sends never look at it while nothing is observing.
+receiver_observer: ReceiverObserver | None = None
+
+
+def set_receiver_observer(observer: ReceiverObserver | None) -> None:
+    """Install (or with ``None`` remove) the one receiver observer."""
+    global receiver_observer  # noqa: PLW0603 - read lock-free by _deliver
+    receiver_observer = observer

@@ -30,6 +30,7 @@ __all__ = [
     "calibrate_temporaries",
     "describe",
     "is_async_receiver",
+    "prepare",
     "qualified_name",
     "receiver_key",
     "reference",
@@ -39,8 +40,11 @@ __all__ = [
 Deref = Callable[[], Any]
 
 _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+_CO_COROUTINE = inspect.CO_COROUTINE
 _FunctionType = types.FunctionType
 _MethodType = types.MethodType
+_weakref = weakref.ref
+_getrefcount = sys.getrefcount
 
 # Python 3.12 moved the "is a coroutine function" marker to inspect; asgiref
 # (used by Django) sets its own attribute. Either marks a sync-looking
@@ -115,6 +119,55 @@ def reference(
             except TypeError:
                 pass
     return _strong(receiver), None, False
+
+
+def prepare(
+    receiver: Callable[..., Any],
+    weak: bool,  # noqa: FBT001 - mirrors Django's positional connect() argument
+    callback: Callable[[weakref.ref[Any]], None],
+) -> tuple[object, Deref, Callable[..., Any] | None, bool, bool]:
+    """Check *receiver* and return ``(key, deref, func, is_weak, is_async)``.
+
+    One pass doing what :func:`validate_receiver`, :func:`receiver_key`,
+    :func:`reference` and :func:`is_async_receiver` do, with a fast path for
+    plain functions (the common receiver): everything is read from the code
+    object. ``connect()`` calls it before taking the signal's lock.
+
+    Raises:
+        ReceiverNotCallableError: *receiver* is not callable.
+        ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+    """
+    if type(receiver) is not _FunctionType:
+        validate_receiver(receiver)
+        deref, func, is_weak = reference(receiver, weak, callback)
+        return receiver_key(receiver), deref, func, is_weak, is_async_receiver(receiver)
+    flags = receiver.__code__.co_flags
+    if not flags & _CO_VARKEYWORDS:
+        validate_receiver(receiver)  # raises the usual error
+    # Coroutine functions by their flag; markers (inspect's, asgiref's) live
+    # in the function's attributes, absent on almost every function.
+    is_async = False
+    if flags & _CO_COROUTINE:
+        is_async = True
+    elif hasattr(receiver, "_is_coroutine_marker") or hasattr(receiver, _ASGIREF_MARKER):
+        is_async = is_async_receiver(receiver)
+    if weak and receiver.__name__ != "<lambda>":
+        # Closures made inline vanish at once; see _vanishes_at_once. The
+        # refcount is compared here, inline: calibrate_temporaries measures
+        # it through this very path.
+        if "<locals>" not in receiver.__qualname__:
+            return id(receiver), _weakref(receiver, callback), None, True, is_async
+        count = _getrefcount(receiver)
+        if _calibrating:
+            _calibrated(count)
+        elif count > _TEMPORARY_REFCOUNT:
+            return id(receiver), _weakref(receiver, callback), None, True, is_async
+    return id(receiver), _strong(receiver), None, False, is_async
+
+
+def _calibrated(count: int) -> None:
+    global _TEMPORARY_REFCOUNT  # noqa: PLW0603 - calibration, see calibrate_temporaries
+    _TEMPORARY_REFCOUNT = count
 
 
 def _accepts_kwargs_slow(receiver: Callable[..., Any]) -> bool:
@@ -198,7 +251,7 @@ def qualified_name(receiver: object) -> str:
     """A readable, never-raising name for *receiver*, for logs and errors."""
     try:
         target = _unwrap(receiver)
-        if isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        if isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)):
             module = getattr(target, "__module__", None)
             name = getattr(target, "__qualname__", None) or repr(target)
         else:
@@ -217,8 +270,8 @@ def describe(receiver: object) -> tuple[str, str, str | None]:
     target = _unwrap(receiver)
     if isinstance(target, types.MethodType):
         target = target.__func__
-    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType)):
-        target = type(target)
+    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType, type)):
+        target = type(target)  # a callable object: described by its class
     module = getattr(target, "__module__", None) or ""
     qualname = getattr(target, "__qualname__", None) or repr(target)
     where = None
@@ -227,7 +280,7 @@ def describe(receiver: object) -> tuple[str, str, str | None]:
         where = f"{code.co_filename}:{code.co_firstlineno}"
     else:
         try:
-            where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"  # type: ignore[arg-type]
+            where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
         except (OSError, TypeError):
             where = None
     return module, qualname, where

@@ -24,14 +24,16 @@ its key from the published table at once, before its id can be reused.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from types import MethodType
-from typing import Any, Final, TypeVar, overload
+from functools import partial
+from types import FunctionType, MethodType
+from typing import Any, Final, Literal, TypeVar, overload
 
-from . import _hooks, _receivers, _senders
+from . import _async, _hooks, _meta, _mute, _pause, _receivers, _senders
 from ._connections import (
     R_ASYNC,
     R_DEREF,
@@ -40,7 +42,6 @@ from ._connections import (
     R_SENDER_ANCHOR,
     R_SENDER_KEY,
     R_SENDER_KIND,
-    R_SEQ,
     R_UID,
     R_VIA,
     R_WEAK,
@@ -66,6 +67,12 @@ class _Missing:
 
 _MISSING: Final[Any] = _Missing()
 _DEFAULT: Final = "default"  # routing-table slot of senders with no own entry
+_ANY_KEY: Final = _senders.ANY_KEY
+_MethodType: Final = MethodType
+_FunctionType: Final = FunctionType
+_CO_VARKEYWORDS: Final = inspect.CO_VARKEYWORDS
+_KWARGS_OR_ASYNC: Final = inspect.CO_VARKEYWORDS | inspect.CO_COROUTINE
+_weakref: Final = weakref.ref
 
 
 class _SlowPlan:
@@ -84,19 +91,38 @@ _NO_SENDER: Final = _SlowPlan("no-sender")  # send() without a sender: an error
 _INTERCEPTED: Final = _SlowPlan("intercepted")  # interceptors are installed
 _STALE_TABLE: Final[dict[Hashable, Any]] = {_DEFAULT: _STALE}
 _INTERCEPT_TABLE: Final[dict[Hashable, Any]] = {_DEFAULT: _INTERCEPTED}
+# Published instead of a table without any receiver: send() returns at once.
+_EMPTY_ROUTES: Final[dict[Hashable, Any]] = {_DEFAULT: (), id(_MISSING): _NO_SENDER}
+
+
+def _published(table: dict[Hashable, Any]) -> dict[Hashable, Any]:
+    """The routes send() reads for *table* while no interceptor is installed."""
+    # A table always holds the any-sender, default and missing-sender slots.
+    if len(table) == 3 and table[_DEFAULT] == ():  # noqa: PLR2004
+        return _EMPTY_ROUTES
+    return table
 
 Plan = Any  # tuple of (deref, func) pairs, or a _SlowPlan
 
 
-def _sort_key(record: Record) -> tuple[int, int]:
-    return (-record[R_PRIORITY], record[R_SEQ])
+def _sort_key(entry: tuple[int, Record]) -> tuple[int, int]:
+    position, record = entry
+    return (-record[R_PRIORITY], position)
 
 
-def _make_plan(records: list[Record]) -> Plan:
-    records.sort(key=_sort_key)
+def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
+    """Build the plan of *entries*, ``(position in Signal._records, record)`` pairs."""
+    # Connection order is the order of Signal._records (a record is never
+    # re-inserted), so records carry no sequence number: one int less each.
+    entries.sort(key=_sort_key)
+    records = [record for _, record in entries]
     if any(r[R_VIA] is not None or r[R_ASYNC] for r in records):
         return _SlowPlan("full", tuple(records))
     return tuple((r[R_DEREF], r[R_FUNC]) for r in records)
+
+
+def _bind(obj: Any, func: Callable[..., Any]) -> Any:
+    return None if obj is None else MethodType(func, obj)
 
 
 def _resolve(record: Record) -> Any:
@@ -152,26 +178,45 @@ class Signal:
             tocsin always routes through a per-sender table, correctly.
         name: a name for reprs, logs and introspection.
         doc: a description of the signal and of what it sends.
+        async_mode: how ``asend`` (and ``send`` with async receivers) orders
+            receivers. ``"concurrent"`` (Django's): sync receivers in order in a
+            worker thread while async ones run concurrently. ``"sequential"``:
+            one receiver at a time in priority/connection order, for receivers
+            that depend on each other.
     """
 
-    def __init__(self, use_caching: bool = False, *, name: str | None = None, doc: str | None = None) -> None:  # noqa: FBT001, FBT002
+    def __init__(
+        self,
+        use_caching: bool = False,  # noqa: FBT001, FBT002 - Django's signature
+        *,
+        name: str | None = None,
+        doc: str | None = None,
+        async_mode: Literal["concurrent", "sequential"] = "concurrent",
+        providing_args: Iterable[str] | None = None,
+    ) -> None:
         del use_caching
+        if providing_args is not None:
+            _meta.warn_providing_args()
+        if async_mode not in ("concurrent", "sequential"):
+            msg = f"async_mode must be 'concurrent' or 'sequential'; got {async_mode!r}."
+            raise ValueError(msg)
         self.name = name
         self.doc = doc
+        self.module = _meta.defining_module()  # for introspection (see _namespace)
+        self.async_mode = async_mode
         self._lock = threading.Lock()
         self._records: dict[Hashable, Record] = {}
         # _table is the real routing table; _routes is what send() reads: the
         # same table, or a constant one sending everything to the slow path.
         self._table: dict[Hashable, Plan] = _STALE_TABLE
         self._routes: dict[Hashable, Plan] = _STALE_TABLE
-        self._any_plan: Plan = ()
         self._own_interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._anchor_keys: dict[int, Hashable] = {}  # id(sender weakref) -> sender key
         self._sender_anchors: dict[Hashable, tuple[Any, int]] = {}  # key -> (anchor, uses)
-        self._seq = 0
         self._dead = False
-        self._muted: dict[Hashable, int] = {}  # connection key -> mute depth
+        self._muted: dict[Hashable, int] = {}  # mute key -> depth (see _mute)
+        self._meta_pending: list[Any] = []  # receiver_(dis)connected to send (see _meta)
         self._death_callback = _make_death_callback(self)
         self._interceptors = _hooks.register(self)
 
@@ -249,39 +294,64 @@ class Signal:
                 return func
 
             return decorator
-        _receivers.validate_receiver(receiver)
+        # Everything about the receiver is worked out before taking the lock;
+        # a weak reference made for a duplicate is simply dropped.
+        if (
+            type(receiver) is _FunctionType
+            and weak
+            and receiver.__code__.co_flags & _KWARGS_OR_ASYNC == _CO_VARKEYWORDS
+            and "<" not in receiver.__qualname__  # not a lambda or a closure
+            and not hasattr(receiver, "_is_coroutine_marker")  # markers: see _receivers
+            and not hasattr(receiver, "_is_coroutine")
+        ):
+            # The common receiver, a module-level function: inline what
+            # _receivers.prepare() would conclude.
+            rkey: Hashable = id(receiver)
+            deref: Any = _weakref(receiver, self._death_callback)
+            func = None
+            is_weak = True
+            is_async = False
+        else:
+            rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
         if via is not None and not callable(via):
             msg = (
                 f"via= must be a delivery policy: a callable taking one zero-argument callable "
                 f"(for example executor.submit or tocsin.sqlalchemy.on_commit); got {via!r}."
             )
             raise TypeError(msg)
-        rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
-        callback = self._death_callback
-        skey, kind = _senders.classify(sender)
+        if dispatch_uid is not None:
+            rkey = ("uid", dispatch_uid)
+        if sender is None:
+            skey: Hashable = _ANY_KEY
+            kind: str = "any"
+        else:
+            skey, kind = _senders.classify(sender)
         key = (rkey, skey)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: try/finally is about twice as fast here
+        try:
             if self._dead:
                 self._sweep()
-            if key in self._records:
+            records = self._records
+            if kind != "any":
+                if key in records:
+                    return receiver
+                anchor = self._hold_sender(skey, kind, sender)
+            else:
+                anchor = None
+            # R_SEQ is 0: connection order is the order of _records (see _make_plan).
+            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, 0, kind)
+            # One lookup both checks for a duplicate and inserts.
+            if records.setdefault(key, record) is not record:
                 return receiver
-            deref, func, is_weak = _receivers.reference(receiver, weak, callback)
-            anchor = self._hold_sender(skey, kind, sender)
-            self._seq += 1
-            self._records[key] = (
-                deref,
-                func,
-                skey,
-                anchor,
-                is_weak,
-                dispatch_uid,
-                priority,
-                via,
-                _receivers.is_async_receiver(receiver),
-                self._seq,
-                kind,
-            )
-            self._invalidate()
+            self._table = _STALE_TABLE  # inline _invalidate()
+            self._routes = _STALE_TABLE
+            if _meta.watched(self):
+                self._meta_pending.append((True, record, receiver))
+        finally:
+            lock.release()
+        if self._meta_pending:
+            _meta.flush(self)
         return receiver
 
     def _hold_sender(self, skey: Hashable, kind: str, sender: object) -> Any:
@@ -306,9 +376,13 @@ class Signal:
         del self._sender_anchors[skey]
         self._anchor_keys.pop(id(anchor), None)
 
-    def _remove(self, key: Hashable) -> Record:
-        record = self._records.pop(key)
-        self._muted.pop(key, None)
+    def _remove(self, key: Hashable, *, collected: bool = False) -> Record | None:
+        """Drop the connection *key* and return its record (None if absent). Lock held."""
+        record = self._records.pop(key, None)
+        if record is None:
+            return None
+        if _meta.watched(self):
+            self._meta_pending.append((False, record, collected))
         if record[R_SENDER_KIND] in ("weak", "strong"):
             self._release_sender(record[R_SENDER_KEY])
         return record
@@ -319,7 +393,7 @@ class Signal:
         for key, record in list(self._records.items()):
             anchor = record[R_SENDER_ANCHOR]
             if record[R_DEREF]() is None or (record[R_SENDER_KIND] == "weak" and anchor() is None):
-                self._remove(key)
+                self._remove(key, collected=True)
                 self._invalidate()
 
     def disconnect(
@@ -343,17 +417,38 @@ class Signal:
         elif receiver is None:
             msg = "Signal.disconnect() needs the receiver or the dispatch_uid it was connected with."
             raise TypeError(msg)
-        else:
+        elif type(receiver) is _MethodType:
             rkey = _receivers.receiver_key(receiver)
-        skey = _senders.send_key(sender)
+        else:
+            rkey = id(receiver)  # inline receiver_key()
+        key = (rkey, _ANY_KEY if sender is None else _senders.send_key(sender))
+        lock = self._lock
+        lock.acquire()  # not `with`: see connect()
+        try:
+            if self._dead:
+                self._sweep()
+            if self._remove(key) is None:
+                return False
+            self._table = _STALE_TABLE  # inline _invalidate()
+            self._routes = _STALE_TABLE
+        finally:
+            lock.release()
+        if self._meta_pending:
+            _meta.flush(self)
+        return True
+
+    def _is_connected(
+        self, receiver: Callable[..., Any], sender: object, dispatch_uid: Hashable | None
+    ) -> bool:
+        """Whether ``connect()`` with these arguments would be a duplicate.
+
+        Lets ``@receiver`` undo only the connections it made itself.
+        """
+        rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
         with self._lock:
             if self._dead:
                 self._sweep()
-            if (rkey, skey) not in self._records:
-                return False
-            self._remove((rkey, skey))
-            self._invalidate()
-        return True
+            return (rkey, _senders.send_key(sender)) in self._records
 
     # ---- routing -----------------------------------------------------------
 
@@ -368,15 +463,15 @@ class Signal:
             # sender cannot die between the check below and the publication;
             # when it dies later its callback drops its key from this table.
             alive: list[Any] = []
-            any_records: list[Record] = []
-            by_sender: dict[Hashable, list[Record]] = {}
+            any_records: list[tuple[int, Record]] = []
+            by_sender: dict[Hashable, list[tuple[int, Record]]] = {}
             by_value = False
-            for key, record in self._records.items():
-                if key in self._muted:
+            for position, (key, record) in enumerate(self._records.items()):
+                if self._muted and _mute.is_muted(self._muted, key, record):
                     continue
                 anchor = record[R_SENDER_ANCHOR]
                 if record[R_SENDER_KIND] == "any":
-                    any_records.append(record)
+                    any_records.append((position, record))
                     continue
                 if record[R_SENDER_KIND] == "weak":
                     sender = anchor()
@@ -384,7 +479,7 @@ class Signal:
                         continue
                     alive.append(sender)
                 by_value = by_value or record[R_SENDER_KIND] == "value"
-                by_sender.setdefault(record[R_SENDER_KEY], []).append(record)
+                by_sender.setdefault(record[R_SENDER_KEY], []).append((position, record))
             table: dict[Hashable, Plan] = {
                 skey: _make_plan(any_records + records) for skey, records in by_sender.items()
             }
@@ -392,9 +487,8 @@ class Signal:
             table[_senders.ANY_KEY] = any_plan
             table[_DEFAULT] = _BY_VALUE if by_value else any_plan
             table[id(_MISSING)] = _NO_SENDER
-            self._any_plan = any_plan
             self._table = table
-            self._routes = _INTERCEPT_TABLE if self._interceptors else table
+            self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
             del alive
             return table
 
@@ -408,12 +502,17 @@ class Signal:
         routes = self._table
         if routes is _STALE_TABLE:
             routes = self._rebuild()
+            if self._meta_pending:
+                _meta.flush(self)
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
             if plan is _BY_VALUE:
                 value_key = _senders.value_key(sender)
-                plan = routes.get(value_key, self._any_plan) if value_key is not None else self._any_plan
+                # The any-sender plan of this same table: a plan kept on self
+                # would hold disconnected receivers alive until the next rebuild.
+                any_plan = routes[_ANY_KEY]
+                plan = routes.get(value_key, any_plan) if value_key is not None else any_plan
         return plan
 
     def _records_for(self, sender: object) -> Iterable[Record]:
@@ -421,9 +520,11 @@ class Signal:
         plan = self._plan_for(sender)
         if isinstance(plan, _SlowPlan):
             return plan.entries
-        # Fast plans keep only (deref, func); map back to their records.
-        by_pair = {(r[R_DEREF], r[R_FUNC]): r for r in list(self._records.values())}
-        return [by_pair[pair] for pair in plan if pair in by_pair]
+        # Fast plans keep only (deref, func); map back to their records by the
+        # identity of deref, which each record owns. Never by value: a weakref
+        # hashes its referent, which may be unhashable or already dead.
+        by_deref = {id(r[R_DEREF]): r for r in list(self._records.values())}
+        return [by_deref[id(deref)] for deref, _ in plan if id(deref) in by_deref]
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """Return the live receivers a send from *sender* would call, in order.
@@ -492,6 +593,8 @@ class Signal:
                 passed among the named arguments.
         """
         routes = self._routes
+        if routes is _EMPTY_ROUTES and sender is not _MISSING and signal is _MISSING:
+            return []
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
@@ -522,6 +625,8 @@ class Signal:
                 passed among the named arguments.
         """
         routes = self._routes
+        if routes is _EMPTY_ROUTES and sender is not _MISSING and signal is _MISSING:
+            return []
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
@@ -565,6 +670,16 @@ class Signal:
             raise SendArgumentsError(msg)
         del named
 
+    def paused(
+        self, reduce: _pause.Reducer | None = None, *, on_error: Literal["deliver", "drop"] = "deliver"
+    ) -> _pause.Paused:
+        """Hold the sends made while the block runs; deliver them as it exits.
+
+        Inside the block ``send()`` returns ``[]``. See ``tocsin._pause`` and
+        docs/tools.md for nesting, *reduce* and exceptions.
+        """
+        return _pause.Paused(self, reduce, on_error=on_error)
+
     # ---- interceptors (see _hooks) -------------------------------------------
 
     def add_interceptor(self, interceptor: _hooks.Interceptor) -> Callable[[], None]:
@@ -590,7 +705,7 @@ class Signal:
             self._interceptors = _hooks.global_interceptors() + self._own_interceptors
             table = self._table
             if table is not _STALE_TABLE:
-                self._routes = _INTERCEPT_TABLE if self._interceptors else table
+                self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
 
     def _send_slow(
         self,
@@ -613,11 +728,14 @@ class Signal:
     ) -> list[tuple[Any, Any]]:
         if index == len(interceptors):
             return self._deliver(dispatch.sender, dispatch.named, robust=dispatch.robust)
-        return interceptors[index].send(dispatch, lambda: self._intercepted(interceptors, index + 1, dispatch))
+        return interceptors[index].send(
+            dispatch, lambda: self._intercepted(interceptors, index + 1, dispatch)
+        )
 
     def _deliver(self, sender: Any, named: dict[str, Any], *, robust: bool) -> list[tuple[Any, Any]]:
         """Run the receivers for *sender*, bypassing interceptors."""
         plan = self._plan_for(sender)
+        observer = _hooks.receiver_observer  # tracing, see _trace
         if not isinstance(plan, _SlowPlan):
             responses: list[tuple[Any, Any]] = []
             for deref, func in plan:
@@ -627,7 +745,11 @@ class Signal:
                 if func is not None:
                     receiver = MethodType(func, receiver)
                 try:
-                    response = receiver(signal=self, sender=sender, **named)
+                    if observer is None:
+                        response = receiver(signal=self, sender=sender, **named)
+                    else:
+                        call = partial(receiver, signal=self, sender=sender, **named)
+                        response = observer.call(self, receiver, call)
                 except Exception as exc:
                     if not robust:
                         raise
@@ -636,19 +758,109 @@ class Signal:
                 responses.append((receiver, response))
             return responses
         responses = []
+        pending_async: list[tuple[Any, Record]] = []
+        sequential = self.async_mode == "sequential"
+        for record in plan.entries:
+            # Async receivers from sync code (see _async): refused before the
+            # first receiver runs, so a refusal leaves nothing half-sent.
+            if record[R_ASYNC] and record[R_VIA] is None:
+                _async.check_no_running_loop(self, _resolve(record))
+                break
         for record in plan.entries:
             receiver = _resolve(record)
             if receiver is None:
                 continue
+            if record[R_ASYNC] and record[R_VIA] is None:
+                if sequential:
+                    responses += _async.run_async_receivers(
+                        self, [(receiver, record)], sender, named, robust=robust
+                    )
+                else:
+                    pending_async.append((receiver, record))
+                continue
             try:
-                response = self._call_one(record, receiver, sender, named)
+                if observer is None:
+                    response = self._call_one(record, receiver, sender, named)
+                else:
+                    call = partial(self._call_one, record, receiver, sender, named)
+                    response = observer.call(self, receiver, call)
             except Exception as exc:
                 if not robust:
                     raise
                 self._log_failure(receiver, exc)
                 response = exc
             responses.append((receiver, response))
+        if pending_async:
+            responses += _async.run_async_receivers(self, pending_async, sender, named, robust=robust)
         return responses
+
+    def _call_entry(
+        self, receiver: Any, record: Record | None, sender: Any, named: dict[str, Any], *, robust: bool
+    ) -> Any:
+        """Call one non-async entry as send_robust or send would."""
+        try:
+            if record is None:
+                call = partial(receiver, signal=self, sender=sender, **named)
+            else:
+                call = partial(self._call_one, record, receiver, sender, named)
+            observer = _hooks.receiver_observer  # tracing, see _trace
+            return call() if observer is None else observer.call(self, receiver, call)
+        except Exception as exc:
+            if not robust:
+                raise
+            self._log_failure(receiver, exc)
+            return exc
+
+    def _entries_for(self, sender: object) -> list[tuple[Any, Record | None]]:
+        """Live ``(receiver, record)`` pairs for *sender*, in call order.
+
+        The record is None for plain immediate sync receivers.
+        """
+        plan = self._plan_for(sender)
+        if isinstance(plan, _SlowPlan):
+            pairs: list[tuple[Any, Record | None]] = [(_resolve(r), r) for r in plan.entries]
+        else:
+            pairs = [(deref() if func is None else _bind(deref(), func), None) for deref, func in plan]
+        return [pair for pair in pairs if pair[0] is not None]
+
+    async def asend(
+        self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any
+    ) -> list[tuple[Any, Any]]:
+        """Send from async code; await sync and async receivers alike.
+
+        Sync receivers run in a worker thread, one after another, so they never
+        block the event loop; async receivers run concurrently (or everything
+        runs in order with ``async_mode="sequential"``). Works under asyncio and
+        trio. The result lists sync receivers first, then async ones. See
+        ``tocsin._async`` for failures and cancellation: the first exception
+        propagates unchanged after the other receivers were stopped.
+        """
+        return await self._asend(sender, signal, named, robust=False)
+
+    async def asend_robust(
+        self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any
+    ) -> list[tuple[Any, Any]]:
+        """Like :meth:`asend`, but exceptions become responses and are logged.
+
+        Never raises for a receiver; cancellation still propagates.
+        """
+        return await self._asend(sender, signal, named, robust=True)
+
+    async def _asend(
+        self, sender: Any, signal: Any, named: dict[str, Any], *, robust: bool
+    ) -> list[tuple[Any, Any]]:
+        self._check_send_arguments(sender, signal, named)
+        interceptors = self._interceptors
+        if not interceptors:
+            return await _async.asend(self, sender, named, robust=robust)
+        dispatch = _hooks.Dispatch(self, sender, named, robust=robust, is_async=True)
+
+        async def proceed(index: int) -> list[tuple[Any, Any]]:
+            if index == len(interceptors):
+                return await _async.asend(self, dispatch.sender, dispatch.named, robust=dispatch.robust)
+            return await interceptors[index].asend(dispatch, lambda: proceed(index + 1))
+
+        return await proceed(0)
 
     def _call_one(self, record: Record, receiver: Any, sender: Any, named: dict[str, Any]) -> Any:
         via = record[R_VIA]

@@ -1,0 +1,256 @@
+"""Compare tocsin with django.dispatch, blinker, psygnal and PyDispatcher.
+
+Usage: ``python benchmarks/run.py [--quick] [--rounds N] [--sample-ms MS]
+[--only SUBSTRING] [--output PATH]``.
+
+Everything runs in one process. For each timed scenario every library's case
+and the baseline are timed in interleaved rounds (shuffled order each round);
+a round's result for a library is its time divided by the baseline's time in
+the same round, after subtracting the cost of timeit's empty loop; the table
+shows the median over rounds. After timing, each case checks its receivers'
+counters: every receiver that should fire fired exactly once per send, and no
+other. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.metadata
+import os
+import platform
+import random
+import statistics
+import sys
+import timeit
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _libs import Lib, all_libs
+from _scenarios import SCENARIOS, Case, Scenario
+
+HERE = Path(__file__).resolve().parent
+BASELINE = "baseline"
+EMPTY = "empty"
+
+
+class Timed:
+    """A case with its timer and how many times it ran."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.timer = timeit.Timer(case.stmt, globals=case.ns)
+        self.runs = 0
+        self.number = 1
+
+    def time(self, number: int) -> float:
+        self.runs += number
+        return self.timer.timeit(number) / number
+
+    def calibrate(self, sample: float) -> None:
+        number = 1
+        while True:
+            elapsed = self.time(number) * number
+            if elapsed >= sample / 10:
+                break
+            number *= 10
+        self.number = max(1, int(number * sample / max(elapsed, 1e-9)))
+
+
+def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -> dict[str, Any]:
+    assert scenario.build is not None
+    cases: dict[str, Timed] = {}
+    for lib in libs:
+        case = scenario.build(lib)
+        if case is not None:
+            cases[lib.name] = Timed(case)
+    if scenario.baseline is not None:
+        cases[BASELINE] = Timed(scenario.baseline())
+    cases[EMPTY] = Timed(Case("pass"))
+    for timed in cases.values():
+        timed.calibrate(sample)
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name in order:
+            samples[name].append(cases[name].time(cases[name].number))
+    errors = []
+    for name, timed in cases.items():
+        error = timed.case.verify(timed.runs)
+        if error:
+            errors.append(error)
+    empty = samples.pop(EMPTY)
+    net = {name: [t - e for t, e in zip(values, empty)] for name, values in samples.items()}
+    result: dict[str, Any] = {"errors": errors, "ns": {}, "value": {}, "vs": {}}
+    for name, values in net.items():
+        result["ns"][name] = statistics.median(values) * 1e9
+    if scenario.unit == "x":
+        base = net[BASELINE]
+        for name, values in net.items():
+            if name != BASELINE:
+                result["value"][name] = statistics.median(v / b for v, b in zip(values, base))
+    else:  # "us"
+        for name, values in net.items():
+            if name != BASELINE:
+                result["value"][name] = statistics.median(values) * 1e6
+    tocsin = net.get("tocsin")
+    for name in scenario.must_beat:
+        if tocsin is not None and name in net:
+            result["vs"][name] = statistics.median(t / o for t, o in zip(tocsin, net[name]))
+    return result
+
+
+def run_measured(scenario: Scenario, libs: list[Lib]) -> dict[str, Any]:
+    assert scenario.measure is not None
+    result: dict[str, Any] = {"errors": [], "ns": {}, "value": {}, "vs": {}}
+    for lib in libs:
+        try:
+            value = scenario.measure(lib)
+        except AssertionError as exc:
+            result["errors"].append(str(exc))
+            continue
+        if value is not None:
+            result["value"][lib.name] = value
+        gc.collect()
+    tocsin = result["value"].get("tocsin")
+    for name in scenario.must_beat:
+        other = result["value"].get(name)
+        if tocsin is not None and other:
+            result["vs"][name] = tocsin / other
+    return result
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "us":
+        return f"{value:.2f} µs"
+    return f"{value:,.0f} B"
+
+
+def verdict(scenario: Scenario, result: dict[str, Any]) -> str:
+    value = result["value"].get("tocsin")
+    problems = list(result["errors"])
+    if value is None:
+        return "n/a"
+    if scenario.target is not None and value > scenario.target + (0.5 if scenario.unit == "B" else 0):
+        problems.append("over target")
+    slower = [name for name, ratio in result["vs"].items() if ratio >= 1]
+    if slower and scenario.unit != "B":
+        problems.append("not faster than " + ", ".join(slower))
+    if slower and scenario.unit == "B":
+        problems.append("more than " + ", ".join(slower))
+    return "**FAIL** (" + "; ".join(problems) + ")" if problems else "pass"
+
+
+def machine_info() -> list[str]:
+    versions = []
+    for dist in ("tocsin", "django", "blinker", "psygnal", "PyDispatcher"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{dist} (not installed)")
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return [
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- Python: {sys.version.split()[0]} ({platform.python_implementation()}) on {platform.platform()}",
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores; load average before the run: {load}",
+        f"- Libraries: {'; '.join(versions)}",
+        f"- tocsin imported from: {Path(sys.modules['tocsin'].__file__ or '?').parent}",
+    ]
+
+
+def render(
+    rows: list[tuple[Scenario, dict[str, Any]]], libs: list[Lib], args: argparse.Namespace, info: list[str]
+) -> str:
+    names = [lib.name for lib in libs]
+    lines = [
+        "# tocsin benchmark results",
+        "",
+        *info,
+        f"- Settings: {args.rounds} rounds, ~{args.sample_ms} ms per sample"
+        + (" (--quick)" if args.quick else ""),
+        "",
+        "Timed rows: median over interleaved rounds of time(library) / time(baseline) in the same round"
+        " (lower is better; timeit's empty-loop cost subtracted). Byte rows: tracemalloc.",
+        "Every timed case verified its receivers' call counters after timing.",
+        "",
+        "| Scenario | target | " + " | ".join(names) + " | baseline | tocsin |",
+        "|---|---|" + "---|" * len(names) + "---|---|",
+    ]
+    for scenario, result in rows:
+        target = "-" if scenario.target is None else ("≤ " + fmt(scenario.target, scenario.unit))
+        cells = [fmt(result["value"].get(name), scenario.unit) for name in names]
+        base_ns = result["ns"].get(BASELINE)
+        baseline = "-" if scenario.unit == "B" else scenario.baseline_name
+        if base_ns is not None:
+            baseline += f" ({base_ns:,.0f} ns)"
+        lines.append(
+            f"| {scenario.name} | {target} | "
+            + " | ".join(cells)
+            + f" | {baseline} | {verdict(scenario, result)} |"
+        )
+    lines.append("")
+    lines.append("tocsin time relative to other libraries (median per-round ratio; < 1 means tocsin is faster):")
+    lines.append("")
+    for scenario, result in rows:
+        if result["vs"]:
+            parts = ", ".join(f"{name} {ratio:.2f}" for name, ratio in result["vs"].items())
+            lines.append(f"- {scenario.name}: {parts}")
+    errors = [error for _, result in rows for error in result["errors"]]
+    lines.append("")
+    lines.append("Verification: " + ("all receivers fired as expected." if not errors else "FAILED"))
+    lines.extend(f"- {error}" for error in errors)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run (fewer, shorter rounds)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
+    parser.add_argument("--sample-ms", type=float, help="target duration of one timing sample")
+    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument("--output", default=str(HERE / "results.md"), help="markdown file to write ('-': none)")
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 7 if args.quick else 31
+    if args.sample_ms is None:
+        args.sample_ms = 2.0 if args.quick else 10.0
+    random.seed(0)
+    libs = all_libs()
+    info = machine_info()
+    rows = []
+    for scenario in SCENARIOS:
+        if args.only and args.only not in scenario.name:
+            continue
+        selected = [lib for lib in libs if scenario.libs is None or lib.name in scenario.libs]
+        if scenario.measure is not None:
+            result = run_measured(scenario, selected)
+        else:
+            result = run_timed(scenario, selected, args.rounds, args.sample_ms / 1000)
+        rows.append((scenario, result))
+        print(f"... {scenario.name}: " + ", ".join(f"{k} {fmt(v, scenario.unit)}" for k, v in result["value"].items()),
+              file=sys.stderr)
+    text = render(rows, libs, args, info)
+    print(text)
+    if args.output != "-":
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 1 if any(result["errors"] for _, result in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""A module without signals, for the CLI's "no signals found" test."""
+
+ANSWER = 42

@@ -1,0 +1,267 @@
+"""Async sending: ``asend``/``asend_robust`` on asyncio and trio, and async
+receivers reached from a synchronous ``send``.
+
+Order and concurrency (``async_mode="concurrent"``, Django's semantics):
+the synchronous receivers run one after another, in order, in one worker
+thread (with the caller's contextvars copied in) so they never block the
+event loop; meanwhile the async receivers run concurrently as tasks. The
+result lists the synchronous receivers first, then the async ones, each
+group in priority/connection order. Receivers connected ``via=`` a
+delivery policy are handed to it in the event loop's thread, first.
+
+With ``async_mode="sequential"`` every receiver runs alone, in
+priority/connection order: sync ones in the worker thread, async ones
+awaited in turn; the result is in that same order.
+
+Failures (``asend``): the first exception propagates unchanged. Async
+receivers still running are cancelled and awaited first, and the worker
+thread runs no further receiver and is waited for, so nothing of this send
+runs after ``asend`` raises. ``asend_robust`` collects every ``Exception``
+as the receiver's response and logs it.
+
+Cancellation: cancelling the task awaiting ``asend`` cancels the running
+async receivers, awaits them and re-raises. A synchronous receiver already
+running in the worker thread cannot be interrupted: it finishes in the
+background, and the receivers after it do not start.
+
+Sync ``send()`` with async receivers: the sync receivers run first, in
+order; then the async ones run concurrently on an event loop kept for the
+calling thread (one loop per thread, not one per send). Inside a running
+event loop that cannot work without blocking it, so ``send()`` raises
+``RuntimeError`` naming ``asend`` before calling any receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks
+from ._connections import R_ASYNC, R_VIA
+
+if TYPE_CHECKING:
+    from ._connections import Record
+    from ._signal import Signal
+
+__all__ = ["asend", "run_async_receivers"]
+
+Responses = list[tuple[Any, Any]]
+# A resolved receiver with its record: what the loops below work on.
+Entry = tuple[Any, "Record | None"]
+
+
+def _running_library() -> str | None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return None
+        return "trio"
+    return None
+
+
+class _SyncBatch:
+    """Runs sync receivers in a worker thread; stoppable between receivers."""
+
+    def __init__(self, signal: Signal, entries: Sequence[Entry], sender: Any, named: dict[str, Any]) -> None:
+        self.signal = signal
+        self.entries = entries
+        self.sender = sender
+        self.named = named
+        self.robust = False
+        self.stopped = False
+        self.started = False
+        self.finished = threading.Event()
+        self.responses: Responses = []
+
+    def run(self) -> Responses:
+        self.started = True
+        try:
+            for receiver, record in self.entries:
+                if self.stopped:
+                    break
+                response = self.signal._call_entry(
+                    receiver, record, self.sender, self.named, robust=self.robust
+                )  # noqa: SLF001
+                self.responses.append((receiver, response))
+        finally:
+            self.finished.set()
+        return self.responses
+
+
+def split(signal: Signal, sender: Any) -> tuple[list[Entry], list[Entry], list[Entry]]:
+    """Return (delivery-policy, sync, async) entries for *sender*, in order."""
+    via: list[Entry] = []
+    sync: list[Entry] = []
+    asyn: list[Entry] = []
+    for receiver, record in signal._entries_for(sender):  # noqa: SLF001
+        if record is not None and record[R_VIA] is not None:
+            via.append((receiver, record))
+        elif record is not None and record[R_ASYNC]:
+            asyn.append((receiver, record))
+        else:
+            sync.append((receiver, record))
+    return via, sync, asyn
+
+
+async def asend(signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
+    """Deliver one async send (interceptors already applied)."""
+    library = _running_library()
+    if library == "trio":
+        from ._async_trio import asend_trio  # noqa: PLC0415 - only under trio
+
+        return await asend_trio(signal, sender, named, robust=robust)
+    if library != "asyncio":
+        msg = "Signal.asend() must be awaited inside an asyncio or trio event loop."
+        raise RuntimeError(msg)
+    if signal.async_mode == "sequential":
+        return await _sequential(signal, signal._entries_for(sender), sender, named, robust=robust)  # noqa: SLF001
+    via, sync, asyn = split(signal, sender)
+    responses: Responses = [
+        (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
+        for receiver, record in via
+    ]
+    batch = _SyncBatch(signal, sync, sender, named)
+    batch.robust = robust
+    loop = asyncio.get_running_loop()
+    thread = loop.run_in_executor(None, contextvars.copy_context().run, batch.run) if sync else None
+    tasks = [
+        loop.create_task(_call_async(signal, receiver, sender, named, robust=robust)) for receiver, _ in asyn
+    ]
+    waiting: list[asyncio.Future[Any]] = [*tasks] if thread is None else [thread, *tasks]
+    try:
+        if len(waiting) == 1:
+            results = [await waiting[0]]
+        elif waiting:
+            results = await asyncio.gather(*waiting)
+        else:
+            results = []
+    except BaseException:
+        batch.stopped = True
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if thread is not None and not isinstance(sys.exc_info()[1], asyncio.CancelledError):
+            await asyncio.wait([thread])
+        raise
+    async_results = results[1:] if thread is not None else results
+    responses.extend(batch.responses)
+    responses.extend((receiver, result) for (receiver, _), result in zip(asyn, async_results))
+    return responses
+
+
+async def _call_async(
+    signal: Signal, receiver: Any, sender: Any, named: dict[str, Any], *, robust: bool
+) -> Any:
+    observer = _hooks.receiver_observer  # tracing, see _trace
+    try:
+        if observer is None:
+            return await receiver(signal=signal, sender=sender, **named)
+        call = partial(receiver, signal=signal, sender=sender, **named)
+        return await observer.acall(signal, receiver, call)
+    except Exception as exc:
+        if not robust:
+            raise
+        signal._log_failure(receiver, exc)  # noqa: SLF001
+        return exc
+
+
+async def _sequential(
+    signal: Signal, entries: list[Entry], sender: Any, named: dict[str, Any], *, robust: bool
+) -> Responses:
+    responses: Responses = []
+    for receiver, record in entries:
+        if record is not None and record[R_VIA] is not None:
+            result = signal._call_entry(receiver, record, sender, named, robust=robust)  # noqa: SLF001
+        elif record is not None and record[R_ASYNC]:
+            result = await _call_async(signal, receiver, sender, named, robust=robust)
+        else:
+            batch = _SyncBatch(signal, [(receiver, record)], sender, named)
+            batch.robust = robust
+            await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, batch.run)
+            result = batch.responses[0][1]
+        responses.append((receiver, result))
+    return responses
+
+
+# ---- async receivers from a synchronous send ---------------------------------
+
+
+class _ThreadLoop(threading.local):
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_thread_loop = _ThreadLoop()
+_loops: list[asyncio.AbstractEventLoop] = []
+_loops_lock = threading.Lock()
+
+
+def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
+    loop = _thread_loop.loop
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loop.loop = loop
+        with _loops_lock:
+            _loops.append(loop)
+    return loop
+
+
+@atexit.register
+def _close_loops() -> None:
+    with _loops_lock:
+        loops, _loops[:] = list(_loops), []
+    for loop in loops:
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
+def check_no_running_loop(signal: Signal, receiver: Any) -> None:
+    """Raise before any receiver runs if async receivers can't run here."""
+    if _running_library() is not None:
+        from ._receivers import qualified_name  # noqa: PLC0415 - error path only
+
+        msg = (
+            f"{signal!r} has an async receiver ({qualified_name(receiver)}), and Signal.send() was "
+            "called inside a running event loop, where it cannot run it without blocking the loop. "
+            "Use `await signal.asend(...)` (or asend_robust) from async code."
+        )
+        raise RuntimeError(msg)
+
+
+def run_async_receivers(
+    signal: Signal, entries: list[Entry], sender: Any, named: dict[str, Any], *, robust: bool
+) -> Responses:
+    """Run async receivers to completion from synchronous code, concurrently."""
+    loop = _loop_for_this_thread()
+
+    async def run_all() -> list[Any]:
+        coros: list[Coroutine[Any, Any, Any]] = [
+            _call_async(signal, receiver, sender, named, robust=robust) for receiver, _ in entries
+        ]
+        if len(coros) == 1:
+            return [await coros[0]]
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            raise
+
+    results = loop.run_until_complete(run_all())
+    return [(receiver, result) for (receiver, _), result in zip(entries, results)]

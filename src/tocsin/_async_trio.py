@@ -1,0 +1,86 @@
+"""``asend`` under trio: the same contract as on asyncio (see ``_async``).
+
+Requires trio >= 0.23 (``abandon_on_cancel``).
+
+Imported only when a send happens inside ``trio.run``, so trio is never a
+dependency. Sync receivers run in ``trio.to_thread.run_sync`` (one thread,
+in order, contextvars copied); async receivers run in a nursery. The first
+failure is recorded and cancels the nursery, so it propagates unchanged
+(not wrapped in an ExceptionGroup) once every sibling has finished.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._async import Responses, _call_async, _SyncBatch, split
+from ._connections import R_ASYNC, R_VIA
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+__all__ = ["asend_trio"]
+
+
+async def asend_trio(signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
+    """Deliver one async send inside ``trio.run``."""
+    if signal.async_mode == "sequential":
+        responses: Responses = []
+        for receiver, record in signal._entries_for(sender):  # noqa: SLF001
+            if record is not None and record[R_ASYNC] and record[R_VIA] is None:
+                result = await _call_async(signal, receiver, sender, named, robust=robust)
+            elif record is not None and record[R_VIA] is not None:
+                result = signal._call_entry(receiver, record, sender, named, robust=robust)  # noqa: SLF001
+            else:
+                batch = _SyncBatch(signal, [(receiver, record)], sender, named)
+                batch.robust = robust
+                await trio.to_thread.run_sync(contextvars.copy_context().run, batch.run)
+                result = batch.responses[0][1]
+            responses.append((receiver, result))
+        return responses
+
+    via, sync, asyn = split(signal, sender)
+    responses = [
+        (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
+        for receiver, record in via
+    ]
+    batch = _SyncBatch(signal, sync, sender, named)
+    batch.robust = robust
+    results: list[Any] = [None] * len(asyn)
+    failures: list[BaseException] = []
+
+    async def run_sync() -> None:
+        try:
+            await trio.to_thread.run_sync(contextvars.copy_context().run, batch.run, abandon_on_cancel=True)
+        except trio.Cancelled:
+            batch.stopped = True
+            raise
+        except Exception as exc:
+            failures.append(exc)
+            nursery.cancel_scope.cancel()
+
+    async def run_async(index: int, receiver: Any) -> None:
+        try:
+            results[index] = await _call_async(signal, receiver, sender, named, robust=robust)
+        except Exception as exc:
+            failures.append(exc)
+            batch.stopped = True
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        if sync:
+            nursery.start_soon(run_sync)
+        for index, (receiver, _) in enumerate(asyn):
+            nursery.start_soon(run_async, index, receiver)
+    if failures:
+        if batch.started:
+            # Nothing of this send may run after it raised: wait for the
+            # worker thread to stop (it checks batch.stopped between receivers).
+            await trio.to_thread.run_sync(batch.finished.wait)
+        raise failures[0]
+    responses.extend(batch.responses)
+    responses.extend((receiver, result) for (receiver, _), result in zip(asyn, results))
+    return responses

@@ -1,0 +1,204 @@
+"""Find the signals of some modules and describe or draw them (for the CLI)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks, _receivers
+from ._signal import Signal
+from ._trace import _sender_label, signal_label
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._connections import Connection
+
+__all__ = ["SignalInfo", "collect", "render_dot", "render_json", "render_mermaid", "render_text"]
+
+
+@dataclasses.dataclass
+class SignalInfo:
+    """A signal, the dotted name it is found under, and its connections."""
+
+    signal: Signal
+    name: str
+    doc: str | None
+    connections: list[Connection]
+
+
+def _within(module: str, prefixes: Iterable[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _module_names() -> dict[int, str]:
+    """Map ``id(signal)`` to ``module.attribute`` for signals bound in modules."""
+    best: dict[int, tuple[tuple[bool, bool, int], str]] = {}
+    for modname, module in list(sys.modules.items()):
+        try:
+            attrs = list(vars(module).items())
+        except TypeError:
+            continue
+        for attr, value in attrs:
+            if isinstance(value, Signal):
+                # The defining module's binding wins (packages re-export), then
+                # one under the signal's own name, then the deepest module.
+                score = (modname == getattr(value, "module", None), attr == value.name, modname.count("."))
+                old = best.get(id(value))
+                if old is None or score > old[0]:
+                    best[id(value)] = (score, f"{modname}.{attr}")
+    return {key: name for key, (_, name) in best.items()}
+
+
+def collect(modules: list[str]) -> list[SignalInfo]:
+    """Find the live signals of *modules*, sorted by name.
+
+    That is every signal bound in one of the modules (or their submodules),
+    or that a receiver defined there is connected to.
+    """
+    names = _module_names()
+    found = []
+    for signal in _hooks.live_signals():
+        name = names.get(id(signal))
+        connections = signal.connections()
+        defined_in = name.rsplit(".", 1)[0] if name is not None else getattr(signal, "module", None)
+        in_scope = (defined_in is not None and _within(defined_in, modules)) or any(
+            _within(c.module, modules) for c in connections
+        )
+        if in_scope:
+            found.append(SignalInfo(signal, name or signal_label(signal), signal.doc, connections))
+    found.sort(key=lambda info: info.name)
+    return found
+
+
+def _where(where: str | None) -> str | None:
+    if where is None:
+        return None
+    path, _, line = where.rpartition(":")
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return where
+    return f"{rel}:{line}" if not rel.startswith("..") else where
+
+
+def _delivery(connection: Connection) -> str:
+    if connection.via is None:
+        return "immediate"
+    return _receivers.qualified_name(connection.via)
+
+
+def _sender(connection: Connection) -> str:
+    return "any" if connection.sender is None else _sender_label(connection.sender)
+
+
+def _receiver_name(connection: Connection) -> str:
+    return f"{connection.module}.{connection.qualname}" if connection.module else connection.qualname
+
+
+def _as_dict(info: SignalInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "doc": info.doc,
+        "receivers": [
+            {
+                "receiver": _receiver_name(c),
+                "where": _where(c.where),
+                "sender": None if c.sender is None else _sender_label(c.sender),
+                "weak": c.weak,
+                "priority": c.priority,
+                "dispatch_uid": None if c.dispatch_uid is None else repr(c.dispatch_uid),
+                "delivery": _delivery(c),
+                "async": c.is_async,
+            }
+            for c in _in_order(info.connections)
+        ],
+    }
+
+
+def _in_order(connections: list[Connection]) -> list[Connection]:
+    # The order a send calls them in: priority, then connection order.
+    return sorted(connections, key=lambda c: -c.priority)
+
+
+def render_json(infos: list[SignalInfo]) -> str:
+    """Render the signals as a JSON document ``{"signals": [...]}``."""
+    return json.dumps({"signals": [_as_dict(info) for info in infos]}, indent=2)
+
+
+def render_text(infos: list[SignalInfo]) -> str:
+    """Render the signals and their receivers as plain text."""
+    lines = []
+    for info in infos:
+        count = len(info.connections)
+        lines.append(f"{info.name}  ({count} receiver{'s' * (count != 1)})")
+        if info.doc:
+            lines.append(f"    {info.doc.strip().splitlines()[0]}")
+        for c in _in_order(info.connections):
+            lines.append(f"  - {_receiver_name(c)}  {_where(c.where) or '<unknown location>'}")
+            uid = "-" if c.dispatch_uid is None else repr(c.dispatch_uid)
+            lines.append(
+                f"      sender={_sender(c)} {'weak' if c.weak else 'strong'} priority={c.priority} "
+                f"dispatch_uid={uid} delivery={_delivery(c)}{' async' if c.is_async else ''}"
+            )
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    return '"' + text.replace('"', "#quot;") + '"'
+
+
+def _nodes(
+    infos: list[SignalInfo],
+) -> tuple[dict[str, str], dict[str, str], list[tuple[str, str, str | None]]]:
+    """Sender and receiver node ids, and edges ``(from, to, label)``."""
+    senders: dict[str, str] = {}
+    receivers: dict[str, str] = {}
+    edges: list[tuple[str, str, str | None]] = []
+    for index, info in enumerate(infos):
+        sig = f"sig{index}"
+        for c in _in_order(info.connections):
+            rid = receivers.setdefault(_receiver_name(c), f"rcv{len(receivers)}")
+            label = None
+            if c.sender is not None:
+                sname = _sender_label(c.sender)
+                sid = senders.setdefault(sname, f"snd{len(senders)}")
+                if (sid, sig, None) not in edges:
+                    edges.append((sid, sig, None))
+                label = f"sender={sname.rsplit('.', 1)[-1]}"
+            edges.append((sig, rid, label))
+    return senders, receivers, edges
+
+
+def render_mermaid(infos: list[SignalInfo]) -> str:
+    """Render a Mermaid flowchart: senders --> signals --> receivers."""
+    senders, receivers, edges = _nodes(infos)
+    lines = ["flowchart LR"]
+    lines += [f"    {sid}[{_mermaid_text(name)}]" for name, sid in senders.items()]
+    lines += [f"    sig{i}{{{{{_mermaid_text(info.name)}}}}}" for i, info in enumerate(infos)]
+    lines += [f"    {rid}([{_mermaid_text(name)}])" for name, rid in receivers.items()]
+    for src, dst, label in edges:
+        arrow = "-->" if label is None else f"-->|{_mermaid_text(label)}|"
+        lines.append(f"    {src} {arrow} {dst}")
+    return "\n".join(lines)
+
+
+def _dot_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_dot(infos: list[SignalInfo]) -> str:
+    """Render a Graphviz digraph: senders -> signals -> receivers."""
+    senders, receivers, edges = _nodes(infos)
+    lines = ["digraph tocsin {", "    rankdir=LR;"]
+    lines += [f"    {sid} [shape=box, label={_dot_text(name)}];" for name, sid in senders.items()]
+    lines += [f"    sig{i} [shape=hexagon, label={_dot_text(info.name)}];" for i, info in enumerate(infos)]
+    lines += [f"    {rid} [shape=ellipse, label={_dot_text(name)}];" for name, rid in receivers.items()]
+    for src, dst, label in edges:
+        attrs = "" if label is None else f" [label={_dot_text(label)}]"
+        lines.append(f"    {src} -> {dst}{attrs};")
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The request signals shared by ``tocsin.asgi`` and ``tocsin.wsgi``.
+
+Defined once here so that a receiver connected through either public module
+hears requests served by both middlewares. This module imports no web
+framework.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from ._signal import _DEFAULT, _STALE_TABLE, Signal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["all_quiet", "got_request_exception", "is_quiet", "request_finished", "request_started"]
+
+request_started = Signal(
+    name="request_started",
+    doc=("Sent when a request starts, before the application runs. ASGI sends scope=, WSGI sends environ=."),
+)
+request_finished = Signal(
+    name="request_finished",
+    doc=(
+        "Sent exactly once per request, after the last byte of the response was handed "
+        "to the server, or when the request ended early (error, client disconnect). "
+        "ASGI sends scope=, WSGI sends environ=."
+    ),
+)
+got_request_exception = Signal(
+    name="got_request_exception",
+    doc=(
+        "Sent when an exception escapes the application and becomes a 500 response. "
+        "Sends request= (None outside a framework relay), exception=, and scope= (ASGI) "
+        "or environ= (WSGI)."
+    ),
+)
+
+
+_EMPTY: Final = ()  # CPython's empty tuple is one object; the slow check covers the rest
+
+
+def _make_all_quiet() -> Callable[[object], bool]:
+    # Closure cells instead of module globals: this runs on every request.
+    started, finished, exception = request_started, request_finished, got_request_exception
+    default, empty = _DEFAULT, _EMPTY
+    # The sender and the routing tables last found quiet for it, replaced as
+    # one tuple so threads never pair one sender with another's tables. A
+    # published table is never mutated except to drop a dead sender, and
+    # every change that could add a receiver or an interceptor publishes a
+    # new table, so the same three table objects are still quiet.
+    last_quiet: tuple[object, object, object, object] = (None, None, None, None)
+
+    def all_quiet(sender: object) -> bool:
+        """Whether sends of all three signals from *sender* certainly reach nobody.
+
+        Asked on every request, so when nothing changed it costs three
+        identity checks. Otherwise an empty plan in each signal's published
+        routing table means no receiver and no interceptor (the table the
+        send path itself reads, without the lock); anything else (receivers,
+        interceptors such as the testing tools, a table not yet rebuilt after
+        a connect) goes to :func:`is_quiet`. A request that finds everything
+        quiet is passed through untouched; a receiver connected meanwhile
+        sees the next one.
+        """
+        nonlocal last_quiet
+        r0 = started._routes  # noqa: SLF001 - same package, lock-free read by design
+        r1 = finished._routes  # noqa: SLF001
+        r2 = exception._routes  # noqa: SLF001
+        q_sender, q0, q1, q2 = last_quiet
+        if r0 is q0 and r1 is q1 and r2 is q2 and sender is q_sender:
+            return True
+        key = id(sender)
+        if (
+            (r0.get(key) or r0[default]) is empty
+            and (r1.get(key) or r1[default]) is empty
+            and (r2.get(key) or r2[default]) is empty
+        ):
+            last_quiet = (sender, r0, r1, r2)  # exactly the tables just checked
+            return True
+        return _slow_all_quiet(sender)
+
+    return all_quiet
+
+
+all_quiet = _make_all_quiet()
+
+
+def _slow_all_quiet(sender: object) -> bool:
+    return (
+        is_quiet(request_started, sender)
+        and is_quiet(request_finished, sender)
+        and is_quiet(got_request_exception, sender)
+    )
+
+
+def is_quiet(signal: Signal, sender: object) -> bool:
+    """Whether a send from *sender* certainly reaches nobody.
+
+    Reads the published routing table without taking the lock, like
+    ``Signal.send`` does: an empty plain plan means no receiver and no
+    interceptor. Anything else (receivers, interceptors such as the testing
+    tools) answers False and the caller sends for real. A stale table is
+    rebuilt first, as a send would. ``has_listeners()`` builds lists; the
+    middlewares ask this on every request, so it must cost a dict lookup.
+    """
+    routes = signal._routes  # noqa: SLF001 - same package, lock-free read by design
+    if routes is _STALE_TABLE:  # after any connect or disconnect: publish the new table
+        signal._rebuild()  # noqa: SLF001
+        routes = signal._routes  # noqa: SLF001
+    plan = routes.get(id(sender))
+    if plan is None:
+        plan = routes[_DEFAULT]
+    return plan.__class__ is tuple and not plan

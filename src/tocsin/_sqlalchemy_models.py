@@ -1,0 +1,389 @@
+"""Django's model signals for SQLAlchemy 2.x ORM classes.
+
+Where each signal comes from (see docs/sqlalchemy.md for the contract):
+
+* ``class_prepared``: ``after_mapper_constructed``, when the class is mapped.
+* ``pre_init`` / ``post_init``: the ``init`` instance event and a wrapper
+  around the instrumented ``__init__``; for rows loaded from the database,
+  the ``load`` event sends both, as Django's ``from_db`` does.
+* ``pre_save`` / ``pre_delete`` / ``m2m_changed`` ``pre_*``: ``before_flush``,
+  looping until receivers stop adding work, since receivers may add, edit or
+  delete objects.
+* ``post_save`` / ``post_delete`` / ``m2m_changed`` ``post_*``: recorded by
+  the mapper events inside the flush (which alone know what SQL ran) and sent
+  from ``after_flush_postexec``.
+
+Receivers never run inside mapper events: there the Session may not be used
+("not currently supported within the execution stage of the flush"), while
+Django receivers routinely query and create rows. In ``before_flush`` and
+``after_flush_postexec`` the Session is usable; objects a ``post_save``
+receiver adds are flushed by the same ``commit()``, and a receiver's
+exception aborts the flush, which rolls the transaction back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionmaker
+
+from ._signal import Signal
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+__all__ = [
+    "ModelSignal",
+    "class_prepared",
+    "install",
+    "m2m_changed",
+    "post_delete",
+    "post_init",
+    "post_save",
+    "pre_delete",
+    "pre_init",
+    "pre_save",
+    "raw_loading",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_lock = threading.RLock()
+_model_signals: weakref.WeakSet[ModelSignal] = weakref.WeakSet()
+_mapped: weakref.WeakSet[type[Any]] = weakref.WeakSet()
+
+
+def _lookup(spec: str) -> list[type[Any]]:
+    """Return the mapped classes named ``"module:Qualname"``, ``"module.Qualname"`` or ``"Name"``."""
+    if ":" in spec:
+        module_name, _, qualname = spec.partition(":")
+        found: Any = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        return [found] if isinstance(found, type) and found in _mapped else []
+    return [
+        cls
+        for cls in list(_mapped)
+        if spec in (cls.__name__, cls.__qualname__, f"{cls.__module__}.{cls.__qualname__}")
+    ]
+
+
+class ModelSignal(Signal):
+    """A signal whose sender is a mapped class, which may be named lazily.
+
+    Like Django's ``ModelSignal``, ``connect()`` and ``disconnect()`` accept
+    the class itself or a string naming it: ``"package.module:Article"``,
+    ``"package.module.Article"`` or just ``"Article"``. A string naming a
+    class that is not mapped yet is resolved when it is; until then the
+    receiver is held strongly. A bare name connects to the first class
+    mapped under that name.
+    """
+
+    def __init__(self, use_caching: bool = False, *, name: str | None = None, doc: str | None = None) -> None:  # noqa: FBT001, FBT002
+        super().__init__(use_caching, name=name, doc=doc)
+        self._pending: list[tuple[str, Callable[..., Any], bool, Hashable | None, int, Any]] = []
+        with _lock:
+            _model_signals.add(self)
+
+    @overload
+    def connect(
+        self,
+        receiver: _F,
+        sender: object = ...,
+        weak: bool = ...,  # noqa: FBT001
+        dispatch_uid: Hashable | None = ...,
+        *,
+        priority: int = ...,
+        via: Callable[[Callable[[], Any]], Any] | None = ...,
+    ) -> _F: ...
+
+    @overload
+    def connect(
+        self,
+        receiver: None = ...,
+        sender: object = ...,
+        weak: bool = ...,  # noqa: FBT001
+        dispatch_uid: Hashable | None = ...,
+        *,
+        priority: int = ...,
+        via: Callable[[Callable[[], Any]], Any] | None = ...,
+    ) -> Callable[[_F], _F]: ...
+
+    def connect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: object = None,
+        weak: bool = True,  # noqa: FBT001, FBT002 - Django's signature
+        dispatch_uid: Hashable | None = None,
+        *,
+        priority: int = 0,
+        via: Callable[[Callable[[], Any]], Any] | None = None,
+    ) -> Any:
+        """Connect *receiver*; *sender* may be a mapped class or a string naming one.
+
+        See ``tocsin.Signal.connect`` for the arguments.
+        """
+        if receiver is None or not isinstance(sender, str):
+            if receiver is None:
+
+                def decorator(func: _F) -> _F:
+                    self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+                    return func
+
+                return decorator
+            return super().connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via)
+        with _lock:
+            classes = _lookup(sender)
+            if not classes:
+                super().connect(receiver, None, weak, dispatch_uid, priority=priority, via=via)
+                super().disconnect(receiver, None, dispatch_uid)  # validated; now wait
+                self._pending.append((sender, receiver, weak, dispatch_uid, priority, via))
+                return receiver
+        return super().connect(receiver, classes[0], weak, dispatch_uid, priority=priority, via=via)
+
+    def disconnect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: object = None,
+        dispatch_uid: Hashable | None = None,
+    ) -> bool:
+        """Disconnect *receiver* (or *dispatch_uid*); *sender* may be a string."""
+        if not isinstance(sender, str):
+            return super().disconnect(receiver, sender, dispatch_uid)
+        with _lock:
+            before = len(self._pending)
+            self._pending = [
+                p
+                for p in self._pending
+                if not (
+                    p[0] == sender
+                    and (p[3] == dispatch_uid if dispatch_uid is not None else p[1] == receiver)
+                )
+            ]
+            removed = len(self._pending) != before
+            classes = _lookup(sender)
+        for cls in classes:
+            removed = super().disconnect(receiver, cls, dispatch_uid) or removed
+        return removed
+
+    def _resolve_pending(self, cls: type[Any]) -> None:
+        with _lock:
+            ready = [p for p in self._pending if cls in _lookup(p[0])]
+            self._pending = [p for p in self._pending if p not in ready]
+        for _, receiver, weak, uid, priority, via in ready:
+            super().connect(receiver, cls, weak, uid, priority=priority, via=via)
+
+
+class_prepared: Final = Signal(name="class_prepared", doc="A class was mapped. Sends sender=class.")
+pre_init: Final = ModelSignal(name="pre_init", doc="Before __init__ or a load. Sends args, kwargs.")
+post_init: Final = ModelSignal(name="post_init", doc="After __init__ or a load. Sends instance.")
+pre_save: Final = ModelSignal(
+    name="pre_save", doc="Before an INSERT or UPDATE is flushed. Sends instance, raw, using, update_fields."
+)
+post_save: Final = ModelSignal(
+    name="post_save", doc="After an INSERT or UPDATE. Sends instance, created, update_fields, raw, using."
+)
+pre_delete: Final = ModelSignal(name="pre_delete", doc="Before a DELETE. Sends instance, using, origin.")
+post_delete: Final = ModelSignal(name="post_delete", doc="After a DELETE. Sends instance, using, origin.")
+m2m_changed: Final = ModelSignal(
+    name="m2m_changed",
+    doc="A many-to-many collection changed; sender is the secondary Table. "
+    "Sends instance, action, reverse, model, pk_set, using.",
+)
+
+raw_flag: contextvars.ContextVar[bool] = contextvars.ContextVar("tocsin_sqlalchemy_raw", default=False)
+
+
+@contextlib.contextmanager
+def raw_loading() -> Iterator[None]:
+    """Send ``raw=True`` with the save signals of flushes inside this block.
+
+    For fixture loaders, like Django's ``loaddata``: receivers should not
+    touch other rows while data is loaded as is.
+    """
+    token = raw_flag.set(True)
+    try:
+        yield
+    finally:
+        raw_flag.reset(token)
+
+
+# ---- installation ------------------------------------------------------------
+
+
+class _Config:
+    __slots__ = ("delete_statements", "using")
+
+    def __init__(self, using: str | Callable[[Session], str], *, delete_statements: bool) -> None:
+        self.using = using
+        self.delete_statements = delete_statements
+
+    def alias(self, session: Session) -> str:
+        return self.using if isinstance(self.using, str) else self.using(session)
+
+
+_MARK: Final = "tocsin.sqlalchemy.models"  # Session.info key: the _Config of a sessionmaker install
+_registries: weakref.WeakKeyDictionary[registry, _Config] = weakref.WeakKeyDictionary()
+_everywhere: list[_Config] = []  # set by installs on sessionmakers: class hooks on every mapper
+_hooked: set[int] = set()  # ids of props and classes already hooked (they live as long as the mapper)
+_listening = False
+
+
+def install(
+    target: type[DeclarativeBase | Any] | registry | sessionmaker[Any] | async_sessionmaker[Any],
+    *,
+    using: str | Callable[[Session], str] = "default",
+    delete_statements: bool = False,
+) -> None:
+    """Send Django's model signals for *target*'s classes or sessions.
+
+    Args:
+        target: a declarative base class or a ``registry`` (signals for its
+            classes, from every Session and AsyncSession), or a
+            ``sessionmaker`` / ``async_sessionmaker`` (signals for every
+            mapped class, from that maker's sessions only).
+        using: the ``using`` alias sent with every signal, or a function of
+            the (sync) Session returning it.
+        delete_statements: also send ``pre_delete``/``post_delete`` once per
+            row for ORM ``delete(Model)`` statements, fetching the rows
+            first, like Django's ``QuerySet.delete()``. Off by default since
+            it costs a SELECT; only done when a receiver is connected.
+
+    Installing twice is harmless; the last configuration wins.
+
+    .. versionadded:: 0.1
+
+    """
+    config = _Config(using, delete_statements=delete_statements)
+    reg: registry | None = None
+    if isinstance(target, registry):
+        reg = target
+    elif isinstance(target, type) and isinstance(getattr(target, "registry", None), registry):
+        reg = getattr(target, "registry")  # noqa: B009 - mypy does not know every base has one
+    elif isinstance(target, sessionmaker) or _is_async_maker(target):
+        info = getattr(target, "kw").setdefault("info", {})  # noqa: B009 - both makers keep kw
+        info[_MARK] = config
+    else:
+        msg = (
+            f"install() takes a declarative base class, a registry, a sessionmaker or an "
+            f"async_sessionmaker; got {target!r}. For example: tocsin.sqlalchemy.install(Base)."
+        )
+        raise TypeError(msg)
+    with _lock:
+        _start_listening()
+        if reg is not None:
+            _registries[reg] = config
+            mappers = list(reg.mappers)
+        else:
+            _everywhere[:] = [config]
+            mappers = [m for r in _all_registries() for m in r.mappers]
+    from ._sqlalchemy_flush import hook_m2m  # noqa: PLC0415 - it imports this module
+
+    for mapper in mappers:
+        _hook_class(mapper)
+        if mapper.configured:
+            hook_m2m(mapper)
+
+
+def _is_async_maker(target: object) -> bool:
+    # Imported only if the application did: it needs greenlet.
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(target, module.async_sessionmaker)
+
+
+def _all_registries() -> list[registry]:
+    # Private, but the only list of every registry; an empty list merely
+    # leaves classes mapped before install() without class-level hooks.
+    mapper_module = sys.modules.get("sqlalchemy.orm.mapper")
+    return list(getattr(mapper_module, "_mapper_registries", {}))
+
+
+def class_config(mapper: Mapper[Any]) -> _Config | None:
+    config = _registries.get(mapper.registry)
+    if config is None and _everywhere:
+        return _everywhere[0]
+    return config
+
+
+def session_config(session: Session, mapper: Mapper[Any]) -> _Config | None:
+    config: _Config | None = session.info.get(_MARK)
+    return config if config is not None else _registries.get(mapper.registry)
+
+
+def _start_listening() -> None:
+    global _listening  # noqa: PLW0603 - one set of process-wide listeners
+    if _listening:
+        return
+    _listening = True
+    from . import _sqlalchemy_flush as flush  # noqa: PLC0415 - it imports this module
+
+    event.listen(Mapper, "mapper_configured", flush.on_configured)
+    event.listen(Mapper, "init", _on_init)
+    event.listen(Mapper, "load", _on_load)
+    event.listen(Mapper, "before_update", flush.on_before_update)
+    event.listen(Mapper, "after_insert", flush.on_after_insert)
+    event.listen(Mapper, "after_update", flush.on_after_update)
+    event.listen(Mapper, "after_delete", flush.on_after_delete)
+    event.listen(Session, "before_flush", flush.before_flush)
+    event.listen(Session, "after_flush_postexec", flush.after_flush_postexec)
+    event.listen(Session, "after_soft_rollback", flush.after_soft_rollback)
+    event.listen(Session, "do_orm_execute", flush.on_orm_execute)
+
+
+@event.listens_for(Mapper, "after_mapper_constructed")
+def _on_mapped(mapper: Mapper[Any], cls: type[Any]) -> None:
+    # Listened to from import on, so lazily named senders resolve even for
+    # classes mapped before install().
+    with _lock:
+        _mapped.add(cls)
+        signals = list(_model_signals)
+    for sig in signals:
+        if sig._pending:  # noqa: SLF001 - our own class
+            sig._resolve_pending(cls)  # noqa: SLF001
+    if class_config(mapper) is not None:
+        _hook_class(mapper)
+        class_prepared.send(sender=cls)
+
+
+def _hook_class(mapper: Mapper[Any]) -> None:
+    """Wrap the instrumented ``__init__`` of *mapper*'s class to send ``post_init``."""
+    cls = mapper.class_
+    if id(cls) in _hooked or "__init__" not in cls.__dict__:
+        return
+    _hooked.add(id(cls))
+    instrumented = cls.__dict__["__init__"]
+
+    @functools.wraps(instrumented)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it is __init__
+        instrumented(self, *args, **kwargs)
+        # A subclass's __init__ calls this one too: send once, for the real class.
+        if type(self) is cls:
+            post_init.send(sender=cls, instance=self)
+
+    cls.__init__ = __init__
+
+
+def _on_init(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    cls = type(target)
+    if class_config(inspect(cls)) is not None:
+        pre_init.send(sender=cls, args=args, kwargs=kwargs)
+
+
+def _on_load(target: Any, context: Any) -> None:  # noqa: ARG001 - the event's signature
+    cls = type(target)
+    mapper = inspect(cls)
+    if class_config(mapper) is None:
+        return
+    # Django's from_db() calls cls(*values): pre_init gets the column values.
+    state_dict = inspect(target).dict
+    values = tuple(state_dict.get(attr.key) for attr in mapper.column_attrs)
+    pre_init.send(sender=cls, args=values, kwargs={})
+    post_init.send(sender=cls, instance=target)

@@ -1,0 +1,160 @@
+"""Shared fixtures: real databases for the SQLAlchemy integration tests.
+
+Fixtures (all real databases, no mocks):
+
+* ``db_url``: a SQLAlchemy URL, parametrized over ``sqlite-memory``,
+  ``sqlite-file`` and ``postgresql``. Each PostgreSQL test gets its own fresh
+  schema (first on the URL's ``search_path``) on the session's server.
+* ``engine``: a sync ``Engine`` for ``db_url``, disposed after the test.
+  SQLite engines get SQLAlchemy's BEGIN recipe so SAVEPOINTs nest for real.
+* ``async_db_url`` / ``run_async_db``: the same three backends through
+  aiosqlite and psycopg's async driver. ``run_async_db(body)`` runs
+  ``await body(async_engine)`` under ``asyncio.run`` and disposes the engine
+  in the same event loop.
+* ``postgres_url``: the session's PostgreSQL server (database ``postgres``).
+
+The server is started only when a PostgreSQL test runs. Without the server
+binaries those tests skip, naming the Debian package; with ``CI=true`` they
+fail instead, so CI cannot go green without PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests run in importlib mode
+
+from _postgres import PostgresServer, PostgresUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+DATABASES = ("sqlite-memory", "sqlite-file", "postgresql")
+_counter = itertools.count()
+
+
+def _unavailable(msg: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and PostgreSQL is unavailable: {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session", name="postgres_url")
+def _postgres_url() -> Iterator[str]:
+    if importlib.util.find_spec("psycopg") is None:
+        _unavailable("psycopg is not installed: pip install 'psycopg[binary]'")
+    try:
+        server = PostgresServer()
+        url = server.start()
+    except PostgresUnavailableError as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: skip/fail raise
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _fresh_postgres_schema(postgres_url: str) -> Iterator[str]:
+    """Give one test its own schema, first on its connections' search_path.
+
+    A schema costs a millisecond where CREATE DATABASE costs a quarter
+    second. It is dropped after the test; a lock held by a connection the
+    test leaked only leaves it behind, on a server that is thrown away.
+    """
+    from sqlalchemy import create_engine, text
+
+    name = f"t{os.getpid()}_{next(_counter)}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        yield f"{postgres_url}?options=-csearch_path%3D{name}"
+        with admin.connect() as conn:
+            conn.execute(text("SET lock_timeout = '2s'"))
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+def _url_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path, *, driver: str) -> Iterator[str]:
+    if kind == "sqlite-memory":
+        yield f"sqlite+{driver}://"
+    elif kind == "sqlite-file":
+        yield f"sqlite+{driver}:///{tmp_path / 'test.db'}"
+    else:
+        yield from _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(name="db_url", params=DATABASES)
+def _db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from _url_for(request.param, request, tmp_path, driver="pysqlite")
+
+
+def nested_sqlite(engine: Engine) -> Engine:
+    """Make SAVEPOINTs nest on a pysqlite/aiosqlite engine (SQLAlchemy's recipe).
+
+    The sqlite3 module's legacy transaction handling issues BEGIN lazily, so
+    a SAVEPOINT sent first opens its own transaction instead of nesting.
+    Letting SQLAlchemy send BEGIN itself fixes that. Python 3.12's
+    ``autocommit=False`` would too, but we support 3.10.
+    """
+    from sqlalchemy import event
+
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@pytest.fixture(name="engine")
+def _engine(db_url: str) -> Iterator[Engine]:
+    from sqlalchemy import create_engine
+
+    engine = nested_sqlite(create_engine(db_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(name="async_db_url", params=DATABASES)
+def _async_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if importlib.util.find_spec("aiosqlite") is None:
+        pytest.skip("aiosqlite is not installed")
+    yield from _url_for(request.param, request, tmp_path, driver="aiosqlite")
+
+
+@pytest.fixture(name="run_async_db")
+def _run_async_db(async_db_url: str) -> Callable[[Callable[[AsyncEngine], Awaitable[None]]], None]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    def run(body: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+        async def main() -> None:
+            engine = create_async_engine(async_db_url)
+            nested_sqlite(engine.sync_engine)
+            try:
+                await body(engine)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(main())
+
+    return run

@@ -1,0 +1,447 @@
+"""Connecting: validation, duplicates, dispatch_uid, decorators and connections()."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import inspect
+import tracemalloc
+import weakref
+from typing import Any
+
+import pytest
+
+import tocsin
+from tocsin.exceptions import DispatchError, ReceiverNotCallableError, ReceiverSignatureError
+
+
+def handler(**kwargs: Any) -> str:
+    return "handler"
+
+
+def other(**kwargs: Any) -> str:
+    return "other"
+
+
+def no_kwargs(sender: object) -> None:
+    pass
+
+
+class Listener:
+    def method(self, **kwargs: Any) -> str:
+        return "method"
+
+    def __call__(self, **kwargs: Any) -> str:
+        return "call"
+
+
+@pytest.fixture(name="sig")
+def _sig() -> tocsin.Signal:
+    return tocsin.Signal(name="sig")
+
+
+class TestValidation:
+    @pytest.mark.parametrize("bad", [42, "handler", object(), [handler]], ids=repr)
+    def test_non_callable_is_type_error(self, sig: tocsin.Signal, bad: object) -> None:
+        """A non-callable is refused with Django's message, naming the object."""
+        with pytest.raises(TypeError, match=r"^Signal receivers must be callable\.") as info:
+            sig.connect(bad)  # type: ignore[call-overload]
+        assert isinstance(info.value, ReceiverNotCallableError)
+        assert isinstance(info.value, DispatchError)
+        assert repr(bad) in str(info.value)
+        assert sig.connections() == []
+        assert not sig.has_listeners()
+
+    def test_result_of_call_is_refused(self, sig: tocsin.Signal) -> None:
+        """Passing handler() instead of handler names the returned value."""
+        with pytest.raises(TypeError, match="got 'handler'"):
+            sig.connect(handler())  # type: ignore[call-overload]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            no_kwargs,
+            lambda sender: None,
+            functools.partial(no_kwargs),
+        ],
+        ids=["function", "lambda", "partial"],
+    )
+    def test_no_kwargs_is_value_error(self, sig: tocsin.Signal, bad: Any) -> None:
+        """A receiver without **kwargs is refused, and the message names it."""
+        with pytest.raises(
+            ValueError, match=r"^Signal receivers must accept keyword arguments \(\*\*kwargs\)\."
+        ) as info:
+            sig.connect(bad)
+        assert isinstance(info.value, ReceiverSignatureError)
+        assert "no_kwargs" in str(info.value) or "lambda" in str(info.value)
+        assert sig.connections() == []
+
+    def test_method_without_kwargs(self, sig: tocsin.Signal) -> None:
+        """A bound method without **kwargs is refused with its qualified name."""
+
+        class Bad:
+            def on(self, sender: object) -> None:
+                pass
+
+        with pytest.raises(
+            ValueError, match=r"TestValidation\.test_method_without_kwargs\.<locals>\.Bad\.on"
+        ):
+            sig.connect(Bad().on)
+        assert sig.connections() == []
+
+    def test_callable_object_without_kwargs(self, sig: tocsin.Signal) -> None:
+        """A callable object whose __call__ lacks **kwargs is refused, naming its class."""
+
+        class Bad:
+            def __call__(self, sender: object) -> None:
+                pass
+
+        with pytest.raises(ValueError, match=r"Bad instance"):
+            sig.connect(Bad())
+        assert sig.connections() == []
+
+    def test_keyword_only_with_kwargs_is_fine(self, sig: tocsin.Signal) -> None:
+        """Named keyword-only parameters plus **kwargs are accepted and filled."""
+
+        def receiver(*, sender: object, value: int, **kwargs: Any) -> int:
+            return value * 2
+
+        sig.connect(receiver)
+        assert sig.send("s", value=21) == [(receiver, 42)]
+
+    def test_via_must_be_callable(self, sig: tocsin.Signal) -> None:
+        """A non-callable via= is refused and nothing is connected."""
+        with pytest.raises(TypeError, match=r"via= must be a delivery policy"):
+            sig.connect(handler, via="later")  # type: ignore[call-overload]
+        assert sig.connections() == []
+
+    def test_failed_connect_keeps_existing(self, sig: tocsin.Signal) -> None:
+        """A refused receiver does not disturb connections made before it."""
+        sig.connect(handler)
+        with pytest.raises(ValueError):
+            sig.connect(no_kwargs)
+        assert sig.receivers_for(None) == [handler]
+
+
+class TestReceiverDecorator:
+    def test_single_signal(self, sig: tocsin.Signal) -> None:
+        """@receiver connects and returns the function unchanged."""
+
+        @tocsin.receiver(sig, sender="s", dispatch_uid="uid", priority=5)
+        def on(**kwargs: Any) -> str:
+            return "on"
+
+        assert on(x=1) == "on"
+        assert sig.send("s") == [(on, "on")]
+        assert sig.send("t") == []
+        (conn,) = sig.connections()
+        assert (conn.sender, conn.dispatch_uid, conn.priority) == ("s", "uid", 5)
+
+    def test_signal_list(self) -> None:
+        """@receiver([a, b]) connects to every signal of the list."""
+        a, b = tocsin.Signal(), tocsin.Signal()
+
+        @tocsin.receiver([a, b])
+        def on(**kwargs: Any) -> str:
+            return "on"
+
+        assert a.send(None) == [(on, "on")]
+        assert b.send(None) == [(on, "on")]
+
+    def test_signal_tuple_and_generator(self) -> None:
+        """Any iterable of signals works, including a one-shot generator."""
+        a, b = tocsin.Signal(), tocsin.Signal()
+
+        @tocsin.receiver(s for s in (a, b))
+        def on(**kwargs: Any) -> None:
+            pass
+
+        assert a.has_listeners()
+        assert b.has_listeners()
+
+    def test_invalid_receiver_connects_nowhere(self) -> None:
+        """A receiver without **kwargs is refused and left connected to no signal."""
+        a, b = tocsin.Signal(), tocsin.Signal()
+        with pytest.raises(ValueError, match="must accept keyword arguments"):
+            tocsin.receiver([a, b])(no_kwargs)
+        assert a.connections() == []
+        assert b.connections() == []
+
+    def test_failure_midway_rolls_back(self) -> None:
+        """If the third signal of a list fails, the first two are disconnected again."""
+        a, b = tocsin.Signal(), tocsin.Signal()
+
+        class Broken(tocsin.Signal):
+            def connect(self, *args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("broken")
+
+        with pytest.raises(RuntimeError, match="broken"):
+            tocsin.receiver([a, b, Broken()])(handler)
+        assert a.connections() == []
+        assert b.connections() == []
+
+    def test_rollback_keeps_earlier_connections(self) -> None:
+        """A rollback removes only what the decorator added, not a connection made before."""
+        a = tocsin.Signal()
+        a.connect(handler)
+
+        class Broken(tocsin.Signal):
+            def connect(self, *args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("broken")
+
+        with pytest.raises(RuntimeError):
+            tocsin.receiver([a, Broken()])(handler)
+        assert a.receivers_for(None) == [handler]
+
+    def test_connect_as_decorator(self, sig: tocsin.Signal) -> None:
+        """@sig.connect and @sig.connect(...) both connect and return the function."""
+
+        @sig.connect
+        def bare(**kwargs: Any) -> str:
+            return "bare"
+
+        @sig.connect(sender="s", priority=1)
+        def with_args(**kwargs: Any) -> str:
+            return "with_args"
+
+        assert sig.send("s") == [(with_args, "with_args"), (bare, "bare")]
+        assert sig.send("t") == [(bare, "bare")]
+
+
+class TestDuplicates:
+    def test_same_receiver_same_sender_once(self, sig: tocsin.Signal) -> None:
+        """Connecting the same receiver for the same sender again is a no-op."""
+        for _ in range(5):
+            assert sig.connect(handler, sender="s") is handler
+        assert sig.send("s") == [(handler, "handler")]
+        assert len(sig.connections()) == 1
+
+    def test_same_receiver_other_senders(self, sig: tocsin.Signal) -> None:
+        """The same receiver connected for two senders is two connections."""
+        sig.connect(handler, sender="a")
+        sig.connect(handler, sender="b")
+        sig.connect(handler)
+        assert len(sig.connections()) == 3
+        assert sig.send("a") == [(handler, "handler"), (handler, "handler")]
+
+    def test_bound_methods_of_one_instance_dedupe(self, sig: tocsin.Signal) -> None:
+        """Each attribute access makes a new bound method; they still dedupe."""
+        listener = Listener()
+        sig.connect(listener.method)
+        sig.connect(listener.method)
+        assert len(sig.send(None)) == 1
+
+    def test_bound_methods_of_two_instances_do_not_dedupe(self, sig: tocsin.Signal) -> None:
+        """Methods of two instances are two receivers."""
+        one, two = Listener(), Listener()
+        sig.connect(one.method)
+        sig.connect(two.method)
+        assert len(sig.send(None)) == 2
+
+    def test_first_duplicate_settings_win(self, sig: tocsin.Signal) -> None:
+        """A duplicate connect changes nothing, not even the priority."""
+        sig.connect(handler, priority=1)
+        sig.connect(handler, priority=9, weak=False)
+        (conn,) = sig.connections()
+        assert (conn.priority, conn.weak) == (1, True)
+
+    @pytest.mark.parametrize("uid", ["uid", 0, "", False, 0.0, ("a", 1), frozenset()], ids=repr)
+    def test_dispatch_uid_dedupes(self, sig: tocsin.Signal, uid: Any) -> None:
+        """Any hashable dispatch_uid, falsy ones included, connects once per sender."""
+        sig.connect(handler, dispatch_uid=uid)
+        sig.connect(other, dispatch_uid=uid)
+        assert sig.send(None) == [(handler, "handler")]
+        assert sig.connections()[0].dispatch_uid == uid
+        assert sig.disconnect(dispatch_uid=uid) is True
+        assert sig.connections() == []
+
+    def test_dispatch_uid_is_per_sender(self, sig: tocsin.Signal) -> None:
+        """The same uid for two senders makes two connections."""
+        sig.connect(handler, sender="a", dispatch_uid="uid")
+        sig.connect(other, sender="b", dispatch_uid="uid")
+        assert sig.send("a") == [(handler, "handler")]
+        assert sig.send("b") == [(other, "other")]
+        assert sig.disconnect(dispatch_uid="uid", sender="a")
+        assert sig.send("a") == []
+        assert sig.send("b") == [(other, "other")]
+
+    def test_uid_and_plain_connections_coexist(self, sig: tocsin.Signal) -> None:
+        """A receiver connected with and without a uid is two connections."""
+        sig.connect(handler)
+        sig.connect(handler, dispatch_uid="uid")
+        assert len(sig.send(None)) == 2
+
+    def test_dispatch_uid_disconnect_ignores_receiver(self, sig: tocsin.Signal) -> None:
+        """With a uid, disconnect finds the connection whatever receiver is passed."""
+        sig.connect(handler, dispatch_uid="uid")
+        assert sig.disconnect(other, dispatch_uid="uid") is True
+        assert not sig.has_listeners()
+
+    def test_repeated_duplicates_allocate_nothing(self, sig: tocsin.Signal) -> None:
+        """Thousands of duplicate connects keep no memory (Django keeps a finalizer each)."""
+        listener = Listener()
+        sig.connect(listener.method, sender="s")
+        sig.connect(handler, dispatch_uid="uid")
+        sig.connect(handler)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            for _ in range(2000):
+                sig.connect(listener.method, sender="s")
+                sig.connect(other, dispatch_uid="uid")
+                sig.connect(handler)
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        ignore = [tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__)]
+        stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "filename")
+        assert sum(stat.size_diff for stat in stats) < 1000  # 6000 connects: not a byte each
+        assert len(sig.connections()) == 3
+
+    def test_duplicate_connect_creates_no_weakref(self, sig: tocsin.Signal) -> None:
+        """A duplicate connect makes no new weak reference to the receiver."""
+        listener = Listener()
+        sig.connect(listener)
+        count = weakref.getweakrefcount(listener)
+        for _ in range(100):
+            sig.connect(listener)
+        assert weakref.getweakrefcount(listener) == count
+
+
+class TestDisconnect:
+    def test_returns_whether_removed(self, sig: tocsin.Signal) -> None:
+        """disconnect() is True once, then False."""
+        sig.connect(handler)
+        assert sig.disconnect(handler) is True
+        assert sig.disconnect(handler) is False
+        assert sig.disconnect(other) is False
+
+    def test_only_the_matching_sender(self, sig: tocsin.Signal) -> None:
+        """sender=None removes the any-sender connection, not the sender-specific one."""
+        sig.connect(handler)
+        sig.connect(handler, sender="s")
+        assert sig.disconnect(handler)
+        assert sig.send("s") == [(handler, "handler")]
+        assert sig.send("t") == []
+        assert sig.disconnect(handler, sender="s")
+        assert sig.connections() == []
+
+    def test_bound_method(self, sig: tocsin.Signal) -> None:
+        """A fresh bound method object disconnects the one connected earlier."""
+        listener = Listener()
+        sig.connect(listener.method)
+        assert sig.disconnect(listener.method)
+        assert sig.send(None) == []
+
+    def test_needs_receiver_or_uid(self, sig: tocsin.Signal) -> None:
+        """disconnect() with neither receiver nor uid is a TypeError, not a silent no-op."""
+        with pytest.raises(TypeError, match="needs the receiver or the dispatch_uid"):
+            sig.disconnect()
+
+    def test_reconnect_goes_last(self, sig: tocsin.Signal) -> None:
+        """A receiver disconnected and connected again moves to the end."""
+        sig.connect(handler)
+        sig.connect(other)
+        sig.disconnect(handler)
+        sig.connect(handler)
+        assert [r for r, _ in sig.send(None)] == [other, handler]
+
+
+class TestConnections:
+    def test_record_fields(self, sig: tocsin.Signal) -> None:
+        """connections() reports every field of each connection."""
+
+        def policy(call: Any) -> None:
+            pass
+
+        sig.connect(handler, sender="s", dispatch_uid="uid", priority=3, via=policy)
+        sig.connect(other, weak=False)
+        first, second = sig.connections()
+        assert isinstance(first, tocsin.Connection)
+        assert first.receiver is handler
+        assert first.sender == "s"
+        assert first.weak is True
+        assert first.dispatch_uid == "uid"
+        assert first.priority == 3
+        assert first.via is policy
+        assert first.is_async is False
+        assert first.module == __name__
+        assert first.qualname == "handler"
+        assert first.where == f"{__file__}:{handler.__code__.co_firstlineno}"
+        assert second.receiver is other
+        assert (second.sender, second.weak, second.dispatch_uid, second.priority, second.via) == (
+            None,
+            False,
+            None,
+            0,
+            None,
+        )
+
+    def test_method_and_object_records(self, sig: tocsin.Signal) -> None:
+        """Methods report their function's qualname, objects their class's."""
+        listener = Listener()
+        sender = Listener()
+        sig.connect(listener.method, sender=sender)
+        sig.connect(listener)
+        method, obj = sig.connections()
+        assert method.receiver == listener.method
+        assert method.sender is sender
+        assert method.qualname == "Listener.method"
+        assert method.where is not None
+        assert method.where.startswith(f"{__file__}:")
+        assert obj.receiver is listener
+        assert obj.qualname == "Listener"
+        assert obj.where == f"{__file__}:{inspect.getsourcelines(Listener)[1]}"
+
+    def test_class_record(self, sig: tocsin.Signal) -> None:
+        """A class used as a receiver is described as itself, not as ``type``."""
+
+        class Handler:
+            def __init__(self, **kwargs: Any) -> None:
+                pass
+
+        sig.connect(Handler)
+        (conn,) = sig.connections()
+        assert conn.receiver is Handler
+        assert conn.module == __name__
+        assert conn.qualname == "TestConnections.test_class_record.<locals>.Handler"
+        assert conn.where == f"{__file__}:{inspect.getsourcelines(Handler)[1]}"
+
+    def test_partial_record(self, sig: tocsin.Signal) -> None:
+        """A partial is described by the function it wraps and is held strongly."""
+        part = functools.partial(handler)
+        sig.connect(part)
+        (conn,) = sig.connections()
+        assert conn.receiver is part
+        assert conn.qualname == "handler"
+        assert conn.weak is False
+
+    def test_snapshot_in_connection_order(self, sig: tocsin.Signal) -> None:
+        """connections() lists connection order, not priority order, and is a copy."""
+        sig.connect(handler)
+        sig.connect(other, priority=10)
+        snapshot = sig.connections()
+        sig.disconnect(handler)
+        assert [c.receiver for c in snapshot] == [handler, other]
+        assert [c.receiver for c in sig.connections()] == [other]
+
+    def test_dead_connections_are_not_listed(self, sig: tocsin.Signal) -> None:
+        """A collected receiver or sender is gone from connections()."""
+        listener = Listener()
+        sender = Listener()
+        sig.connect(listener)
+        sig.connect(handler, sender=sender)
+        del listener, sender
+        gc.collect()
+        assert sig.connections() == []
+
+    def test_value_and_unhashable_senders(self, sig: tocsin.Signal) -> None:
+        """connections() reports the sender object as given."""
+        key = ["unhashable"]
+        sig.connect(handler, sender=key)
+        sig.connect(handler, sender=("a", 1))
+        first, second = sig.connections()
+        assert first.sender is key
+        assert second.sender == ("a", 1)

@@ -1,0 +1,424 @@
+"""Weak and strong references to receivers and senders, and memory."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import gc
+import tracemalloc
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import tocsin
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class Listener:
+    def method(self, **kwargs: Any) -> str:
+        return "method"
+
+    def __call__(self, **kwargs: Any) -> str:
+        return "call"
+
+
+class SlottedListener:
+    __slots__ = ()
+
+    def method(self, **kwargs: Any) -> str:
+        return "slotted"
+
+    def __call__(self, **kwargs: Any) -> str:
+        return "slotted-call"
+
+
+class Sender:
+    pass
+
+
+def make_handler() -> Callable[..., str]:
+    def handler(**kwargs: Any) -> str:
+        return "inline"
+
+    return handler
+
+
+def module_function(**kwargs: Any) -> str:
+    return "module"
+
+
+@pytest.fixture(name="sig")
+def _sig() -> tocsin.Signal:
+    return tocsin.Signal()
+
+
+def responses(sig: tocsin.Signal, sender: object = None) -> list[Any]:
+    return [response for _, response in sig.send(sender)]
+
+
+def retained_bytes(work: Callable[[], None], rounds: int) -> int:
+    """Bytes still allocated after running *work* repeatedly (after a warm-up)."""
+    work()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(rounds):
+            work()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    ignore = [tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__)]
+    stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "filename")
+    return sum(stat.size_diff for stat in stats)
+
+
+class TestWeakByDefault:
+    def test_callable_object(self, sig: tocsin.Signal) -> None:
+        """A callable object is held weakly and its connection dies with it."""
+        listener = Listener()
+        sig.connect(listener)
+        assert responses(sig) == ["call"]
+        assert sig.connections()[0].weak is True
+        ref = weakref.ref(listener)
+        del listener
+        assert ref() is None  # the signal held no strong reference
+        assert responses(sig) == []
+        assert not sig.has_listeners()
+        assert sig.connections() == []
+
+    def test_bound_method(self, sig: tocsin.Signal) -> None:
+        """A bound method is held through its instance, weakly."""
+        listener = Listener()
+        sig.connect(listener.method)
+        assert responses(sig) == ["method"]
+        ref = weakref.ref(listener)
+        del listener
+        assert ref() is None
+        assert responses(sig) == []
+        assert sig.connections() == []
+
+    def test_named_nested_function(self, sig: tocsin.Signal) -> None:
+        """A named nested function with a live reference is weak, and collected after del."""
+
+        def nested(**kwargs: Any) -> str:
+            return "nested"
+
+        sig.connect(nested)
+        assert sig.connections()[0].weak is True
+        assert responses(sig) == ["nested"]
+        ref = weakref.ref(nested)
+        del nested
+        gc.collect()
+        assert ref() is None
+        assert responses(sig) == []
+
+    def test_module_function(self, sig: tocsin.Signal) -> None:
+        """A module-level function is held weakly (it lives as long as its module)."""
+        sig.connect(module_function)
+        assert sig.connections()[0].weak is True
+
+    def test_decorated_nested_function(self, sig: tocsin.Signal) -> None:
+        """@receiver on a nested function behaves like Django: weak, gone with its scope."""
+
+        def scope() -> weakref.ref[Any]:
+            @tocsin.receiver(sig)
+            def on(**kwargs: Any) -> str:
+                return "on"
+
+            assert responses(sig) == ["on"]
+            return weakref.ref(on)
+
+        ref = scope()
+        gc.collect()
+        assert ref() is None
+        assert responses(sig) == []
+
+    def test_weak_false_keeps_alive(self, sig: tocsin.Signal) -> None:
+        """weak=False holds functions, methods and objects strongly."""
+        listener = Listener()
+
+        def nested(**kwargs: Any) -> str:
+            return "nested"
+
+        sig.connect(listener, weak=False)
+        sig.connect(listener.method, weak=False)
+        sig.connect(nested, weak=False)
+        refs: list[weakref.ref[Any]] = [weakref.ref(listener), weakref.ref(nested)]
+        del listener, nested
+        gc.collect()
+        assert all(ref() is not None for ref in refs)
+        assert responses(sig) == ["call", "method", "nested"]
+        assert [c.weak for c in sig.connections()] == [False, False, False]
+
+    def test_weak_false_released_on_disconnect(self, sig: tocsin.Signal) -> None:
+        """A strong receiver is released when disconnected, also after sends."""
+        listener = Listener()
+        sig.connect(listener, weak=False)
+        sig.connect(listener.method, sender="value", weak=False)
+        assert responses(sig, "value") == ["call", "method"]
+        assert responses(sig, None) == ["call"]
+        ref = weakref.ref(listener)
+        sig.disconnect(listener)
+        sig.disconnect(listener.method, sender="value")
+        del listener
+        assert ref() is None
+
+
+class TestKeptStrongly:
+    def test_lambda(self, sig: tocsin.Signal) -> None:
+        """A lambda is held strongly: a weak reference would lose it at once."""
+        sig.connect(lambda **kwargs: "lambda")
+        gc.collect()
+        assert responses(sig) == ["lambda"]
+        assert sig.connections()[0].weak is False
+
+    def test_partial(self, sig: tocsin.Signal) -> None:
+        """A functools.partial is held strongly."""
+
+        def target(value: str, **kwargs: Any) -> str:
+            return value
+
+        sig.connect(functools.partial(target, "partial"))
+        gc.collect()
+        assert responses(sig) == ["partial"]
+        assert sig.connections()[0].weak is False
+
+    def test_inline_closure(self, sig: tocsin.Signal) -> None:
+        """sig.connect(make_handler()) keeps the closure it was given."""
+        sig.connect(make_handler())
+        gc.collect()
+        assert responses(sig) == ["inline"]
+        assert sig.connections()[0].weak is False
+
+    def test_inline_closure_disconnect(self, sig: tocsin.Signal) -> None:
+        """A kept closure is released again by disconnect."""
+        handler = make_handler()
+        sig.connect(make_handler())  # another closure: kept
+        sig.connect(handler)  # referenced here: weak
+        ref = weakref.ref(handler)
+        assert [c.weak for c in sig.connections()] == [False, True]
+        kept = sig.connections()[0].receiver
+        kept_ref = weakref.ref(kept)
+        assert sig.disconnect(kept)
+        del kept, handler
+        gc.collect()
+        assert kept_ref() is None
+        assert ref() is None
+        assert responses(sig) == []
+
+    def test_not_weakly_referenceable(self, sig: tocsin.Signal) -> None:
+        """Objects and methods of slotted classes are held strongly instead of failing."""
+        listener = SlottedListener()
+        sig.connect(listener)
+        sig.connect(listener.method)
+        del listener
+        gc.collect()
+        assert responses(sig) == ["slotted-call", "slotted"]
+        assert [c.weak for c in sig.connections()] == [False, False]
+
+    def test_builtin(self, sig: tocsin.Signal) -> None:
+        """A builtin receiver is kept."""
+        sig.connect(dict)
+        assert responses(sig, "s") == [{"signal": sig, "sender": "s"}]
+
+
+class TestReceiverIdReuse:
+    """A new receiver at a dead receiver's address is a new receiver."""
+
+    @staticmethod
+    def reuse(make: Callable[[], Any], dead_id: int) -> Any:
+        keep = []
+        for _ in range(100_000):
+            obj = make()
+            if id(obj) == dead_id:
+                return obj
+            keep.append(obj)
+            if len(keep) > 2000:
+                keep.clear()
+        pytest.fail("the dead receiver's id was never reused")
+
+    def test_callable_object(self, sig: tocsin.Signal) -> None:
+        """Connecting the newcomer is not mistaken for a duplicate of the dead one."""
+        listener = Listener()
+        sig.connect(listener)
+        dead_id = id(listener)
+        del listener
+        newcomer = self.reuse(Listener, dead_id)
+        assert sig.send(None) == []
+        sig.connect(newcomer)
+        assert sig.send(None) == [(newcomer, "call")]
+        assert sig.disconnect(newcomer)
+
+    def test_disconnect_newcomer(self, sig: tocsin.Signal) -> None:
+        """Disconnecting a never-connected newcomer reports False."""
+        listener = Listener()
+        sig.connect(listener)
+        dead_id = id(listener)
+        del listener
+        newcomer = self.reuse(Listener, dead_id)
+        assert sig.disconnect(newcomer) is False
+
+    def test_bound_method(self, sig: tocsin.Signal) -> None:
+        """The same for a bound method whose instance reuses the address."""
+        listener = Listener()
+        sig.connect(listener.method)
+        sig.send(None)
+        dead_id = id(listener)
+        del listener
+        newcomer = self.reuse(Listener, dead_id)
+        sig.connect(newcomer.method)
+        assert sig.send(None) == [(newcomer.method, "method")]
+
+
+class TestSenderReferences:
+    def test_disconnect_releases_sender_weakref(self, sig: tocsin.Signal) -> None:
+        """No weak reference to the sender outlives its last connection."""
+        sender = Sender()
+        sig.connect(module_function, sender=sender)
+        sig.connect(module_function, sender=sender, dispatch_uid="x")
+        sig.send(sender)
+        assert weakref.getweakrefcount(sender) >= 1
+        sig.disconnect(module_function, sender=sender)
+        assert weakref.getweakrefcount(sender) >= 1
+        sig.disconnect(dispatch_uid="x", sender=sender)
+        assert weakref.getweakrefcount(sender) == 0
+
+    def test_one_weakref_per_sender(self, sig: tocsin.Signal) -> None:
+        """Many connections for one sender share a single weak reference."""
+        sender = Sender()
+        listeners = [Listener() for _ in range(10)]
+        for listener in listeners:
+            sig.connect(listener, sender=sender)
+        assert weakref.getweakrefcount(sender) == 1
+
+
+class TestMemory:
+    def test_no_weakref_outlives_connection(self, sig: tocsin.Signal) -> None:
+        """Disconnecting removes every weak reference the signal made to the receiver."""
+        listener = Listener()
+        for sender in ("a", "b", None):
+            sig.connect(listener, sender=sender)
+            sig.connect(listener.method, sender=sender)
+        sig.send("a")
+        assert weakref.getweakrefcount(listener) == 6
+        for sender in ("a", "b", None):
+            sig.disconnect(listener, sender=sender)
+            sig.disconnect(listener.method, sender=sender)
+        assert weakref.getweakrefcount(listener) == 0
+
+    def test_signal_collectable_while_receivers_live(self) -> None:
+        """A signal is not kept alive by the weak receivers connected to it."""
+        listener = Listener()
+        sender = Sender()
+        sig = tocsin.Signal()
+        sig.connect(listener, sender=sender)
+        sig.connect(listener.method)
+        sig.connect(module_function)
+        sig.send(sender)
+        ref = weakref.ref(sig)
+        del sig
+        gc.collect()
+        assert ref() is None
+        assert weakref.getweakrefcount(listener) == 0
+        assert weakref.getweakrefcount(sender) == 0
+        del listener, sender  # the callbacks of a dead signal do nothing
+        gc.collect()
+
+    def test_signal_collectable_with_strong_cycle(self) -> None:
+        """A strong receiver referring back to its signal forms a collectable cycle."""
+
+        def build() -> weakref.ref[tocsin.Signal]:
+            sig = tocsin.Signal()
+            sig.connect(lambda **kwargs: sig)  # signal -> lambda -> closure cell -> signal
+            sig.send(None)
+            return weakref.ref(sig)
+
+        ref = build()
+        gc.collect()
+        assert ref() is None
+
+    def test_receiver_dies_after_signal(self) -> None:
+        """A receiver dying after its signal is collected raises nothing."""
+        listener = Listener()
+        sig = tocsin.Signal()
+        sig.connect(listener)
+        del sig
+        gc.collect()
+        del listener
+        gc.collect()
+
+    def test_connect_disconnect_cycles_retain_nothing(self, sig: tocsin.Signal) -> None:
+        """Connect/send/disconnect cycles over every kind of receiver and sender retain nothing."""
+        listener = Listener()
+        sender = Sender()
+        key = ["unhashable"]
+
+        def cycle() -> None:
+            for who in (None, "value", 17, sender, key):
+                sig.connect(listener, sender=who)
+                sig.connect(listener.method, sender=who, dispatch_uid="uid")
+                sig.connect(module_function, sender=who, weak=False, priority=1)
+                sig.send(who)
+                sig.has_listeners(who)
+                sig.disconnect(listener, sender=who)
+                sig.disconnect(dispatch_uid="uid", sender=who)
+                sig.disconnect(module_function, sender=who)
+
+        assert retained_bytes(cycle, 300) < 2000
+        assert sig.connections() == []
+
+    def test_dead_receivers_do_not_pile_up(self, sig: tocsin.Signal) -> None:
+        """Receivers and senders that die are cleaned up, not kept as dead entries."""
+
+        def churn() -> None:
+            listener = Listener()
+            sender = Sender()
+            sig.connect(listener)
+            sig.connect(module_function, sender=sender)
+            sig.send(sender)
+            del listener, sender
+            sig.send(None)
+
+        assert retained_bytes(churn, 500) < 2000
+        assert [c.receiver for c in sig.connections()] == []
+
+    def test_sends_allocate_nothing_lasting(self, sig: tocsin.Signal) -> None:
+        """Sending from many short-lived senders leaves no per-sender entries behind."""
+        sig.connect(module_function)
+
+        def send_from_temporaries() -> None:
+            sig.send(Sender())
+            sig.send(["list"])
+            sig.has_listeners(Sender())
+
+        assert retained_bytes(send_from_temporaries, 1000) < 2000
+
+
+class TestCopy:
+    def test_deepcopy_returns_same_signal(self) -> None:
+        """Deep-copying an object holding a signal shares the signal."""
+
+        class Holder:
+            def __init__(self) -> None:
+                self.changed = tocsin.Signal()
+                self.listener = Listener()
+                self.changed.connect(self.listener)
+
+        holder = Holder()
+        clone = copy.deepcopy(holder)
+        assert clone.changed is holder.changed
+        assert clone.listener is not holder.listener
+        assert copy.deepcopy(holder.changed) is holder.changed
+
+    def test_deepcopy_of_connected_signal(self, sig: tocsin.Signal) -> None:
+        """Deep-copying works whatever is connected, locks and weakrefs included."""
+        listener = Listener()
+        sig.connect(listener, sender=Sender())
+        sig.connect(listener.method, sender=["x"])
+        sig.send(None)
+        assert copy.deepcopy({"sig": sig})["sig"] is sig

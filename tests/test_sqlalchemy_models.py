@@ -1,0 +1,572 @@
+"""Model signals on real SQLite (memory, file) and PostgreSQL, sync Sessions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import Column, ForeignKey, String, Table, delete, func, insert, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from tocsin.sqlalchemy import (
+    class_prepared,
+    install,
+    m2m_changed,
+    post_delete,
+    post_init,
+    post_save,
+    pre_delete,
+    pre_init,
+    pre_save,
+    raw_loading,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Engine
+
+    import tocsin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+install(Base, delete_statements=True)
+
+article_tag = Table(
+    "m_article_tag",
+    Base.metadata,
+    Column("article_id", ForeignKey("m_article.id"), primary_key=True),
+    Column("tag_id", ForeignKey("m_tag.id"), primary_key=True),
+)
+
+
+class Author(Base):
+    __tablename__ = "m_author"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    books: Mapped[list[Book]] = relationship(back_populates="author", cascade="all, delete-orphan")
+
+
+class Book(Base):
+    __tablename__ = "m_book"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(50))
+    author_id: Mapped[int] = mapped_column(ForeignKey("m_author.id"))
+    author: Mapped[Author] = relationship(back_populates="books")
+
+
+class Article(Base):
+    __tablename__ = "m_article"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(50))
+    tags: Mapped[list[Tag]] = relationship(secondary=article_tag, back_populates="articles")
+
+
+class Tag(Base):
+    __tablename__ = "m_tag"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    articles: Mapped[list[Article]] = relationship(secondary=article_tag, back_populates="tags")
+
+
+class Log(Base):
+    __tablename__ = "m_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message: Mapped[str] = mapped_column(String(100))
+
+
+SAVE_DELETE = (pre_save, post_save, pre_delete, post_delete, m2m_changed)
+
+
+class Recorder:
+    """Records (signal name, sender, kwargs) for every send of the given signals."""
+
+    def __init__(self, signals: tuple[tocsin.Signal, ...] = SAVE_DELETE) -> None:
+        self.calls: list[tuple[str | None, Any, dict[str, Any]]] = []
+        self.signals = signals
+        for sig in signals:
+            sig.connect(self, weak=False)
+
+    def __call__(self, signal: tocsin.Signal, sender: Any, **kwargs: Any) -> None:
+        self.calls.append((signal.name, sender, kwargs))
+
+    def names(self) -> list[tuple[str | None, str]]:
+        return [
+            (name, getattr(sender, "__name__", getattr(sender, "name", sender)))
+            for name, sender, _ in self.calls
+        ]
+
+    def close(self) -> None:
+        for sig in self.signals:
+            sig.disconnect(self)
+
+
+@pytest.fixture(name="maker")
+def _maker(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    Base.metadata.create_all(engine)
+    yield sessionmaker(engine, expire_on_commit=False)
+    Base.metadata.drop_all(engine)
+
+
+@pytest.fixture(name="rec")
+def _rec() -> Iterator[Recorder]:
+    rec = Recorder()
+    yield rec
+    rec.close()
+
+
+def count(maker: sessionmaker[Session], model: type[Base]) -> int:
+    with maker() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+class TestSave:
+    def test_new_object(self, maker, rec):
+        """pre_save then post_save(created=True), update_fields None, using 'default'."""
+        with maker() as s:
+            author = Author(name="a")
+            s.add(author)
+            s.commit()
+        assert rec.calls == [
+            (
+                "pre_save",
+                Author,
+                {"instance": author, "raw": False, "using": "default", "update_fields": None},
+            ),
+            (
+                "post_save",
+                Author,
+                {
+                    "instance": author,
+                    "created": True,
+                    "update_fields": None,
+                    "raw": False,
+                    "using": "default",
+                },
+            ),
+        ]
+
+    def test_existing_object_sends_the_changed_columns(self, maker, rec):
+        with maker() as s:
+            book = Book(title="t", author=Author(name="a"))
+            s.add(book)
+            s.commit()
+            rec.calls.clear()
+            book.title = "u"
+            book.author = Author(name="b")
+            s.commit()
+        saves = [(n, sender, kw.get("update_fields"), kw.get("created")) for n, sender, kw in rec.calls]
+        assert saves == [
+            ("pre_save", Author, None, None),
+            ("pre_save", Book, frozenset({"title", "author_id"}), None),
+            ("post_save", Author, None, True),
+            ("post_save", Book, frozenset({"title", "author_id"}), False),
+        ]
+
+    def test_unchanged_or_collection_only_changes_send_nothing(self, maker, rec):
+        with maker() as s:
+            author = Author(name="a")
+            s.add(author)
+            s.commit()
+            rec.calls.clear()
+            author.name = "a"  # loaded and equal: no UPDATE
+            s.commit()
+            article, tag = Article(title="x"), Tag(name="t")
+            s.add_all([article, tag])
+            s.commit()
+            rec.calls.clear()
+            article.tags.append(tag)  # collection only: no UPDATE of m_article
+            s.commit()
+        assert [(name, kw["action"]) for name, _, kw in rec.calls] == [
+            ("m2m_changed", "pre_add"),
+            ("m2m_changed", "post_add"),
+        ]
+
+    def test_pre_save_edit_is_persisted_and_post_save_rows_commit_together(self, maker):
+        def upper(sender, instance, **kwargs):
+            instance.name = instance.name.upper()
+
+        def log(sender, instance, created, **kwargs):
+            Session.object_session(instance).add(Log(message=f"{instance.name} {created}"))
+
+        pre_save.connect(upper, sender=Author)
+        post_save.connect(log, sender=Author)
+        try:
+            with maker() as s:
+                s.add(Author(name="ann"))
+                s.commit()
+        finally:
+            pre_save.disconnect(upper, sender=Author)
+            post_save.disconnect(log, sender=Author)
+        with maker() as s:
+            assert s.scalars(select(Author.name)).all() == ["ANN"]
+            assert s.scalars(select(Log.message)).all() == ["ANN True"]
+
+    @pytest.mark.parametrize("signal", [pre_save, post_save])
+    def test_receiver_error_rolls_everything_back(self, maker, signal):
+        class Boom(Exception):
+            pass
+
+        def fail(sender, **kwargs):
+            raise Boom
+
+        with maker() as s:
+            s.add(Log(message="earlier, same transaction"))
+            s.flush()
+            signal.connect(fail, sender=Author)
+            try:
+                s.add(Author(name="a"))
+                with pytest.raises(Boom):
+                    s.commit()
+                s.rollback()
+            finally:
+                signal.disconnect(fail, sender=Author)
+        assert count(maker, Author) == 0
+        assert count(maker, Log) == 0
+
+    def test_raw_loading(self, maker, rec):
+        with raw_loading(), maker() as s:
+            s.add(Author(id=7, name="fixture"))
+            s.commit()
+        assert [(n, kw["raw"]) for n, _, kw in rec.calls] == [("pre_save", True), ("post_save", True)]
+
+    def test_bulk_statements_send_no_save_signals(self, maker, rec):
+        with maker() as s:
+            s.execute(insert(Author), [{"name": "a"}, {"name": "b"}])
+            s.execute(update(Author).where(Author.name == "a").values(name="c"))
+            s.commit()
+        assert rec.calls == []
+        assert count(maker, Author) == 2
+
+
+class TestDelete:
+    def test_cascade_children_first_with_origin(self, maker, rec):
+        with maker() as s:
+            author = Author(name="a", books=[Book(title="1"), Book(title="2")])
+            s.add(author)
+            s.commit()
+            b1, b2 = author.books
+            rec.calls.clear()
+            s.delete(author)
+            s.commit()
+        assert [(n, sender, kw["instance"], kw["origin"]) for n, sender, kw in rec.calls] == [
+            ("pre_delete", Book, b1, author),
+            ("pre_delete", Book, b2, author),
+            ("pre_delete", Author, author, author),
+            ("post_delete", Book, b2, author),  # reversed, as Django's Collector does
+            ("post_delete", Book, b1, author),
+            ("post_delete", Author, author, author),
+        ]
+        assert count(maker, Book) == 0
+
+    def test_orphan_is_deleted_with_signals(self, maker, rec):
+        with maker() as s:
+            author = Author(name="a", books=[Book(title="1"), Book(title="2")])
+            s.add(author)
+            s.commit()
+            b1 = author.books[0]
+            rec.calls.clear()
+            author.books.remove(b1)
+            s.commit()
+        assert [(n, kw["instance"], kw["origin"]) for n, _, kw in rec.calls] == [
+            ("pre_delete", b1, author),
+            ("post_delete", b1, author),
+        ]
+        assert count(maker, Book) == 1
+
+    def test_pre_delete_error_keeps_the_row(self, maker):
+        def refuse(sender, **kwargs):
+            raise PermissionError
+
+        with maker() as s:
+            s.add(Author(name="a"))
+            s.commit()
+        pre_delete.connect(refuse, sender=Author)
+        try:
+            with maker() as s:
+                s.delete(s.scalars(select(Author)).one())
+                with pytest.raises(PermissionError):
+                    s.commit()
+        finally:
+            pre_delete.disconnect(refuse, sender=Author)
+        assert count(maker, Author) == 1
+
+    def test_delete_statement_sends_per_row_when_installed_so(self, maker, rec):
+        with maker() as s:
+            s.add_all([Log(message="a"), Log(message="b"), Log(message="keep")])
+            s.commit()
+            rec.calls.clear()
+            stmt = delete(Log).where(Log.message != "keep")
+            s.execute(stmt)
+            s.commit()
+        assert [(n, kw["instance"].message, kw["origin"] is stmt) for n, _, kw in rec.calls] == [
+            ("pre_delete", "a", True),
+            ("pre_delete", "b", True),
+            ("post_delete", "a", True),
+            ("post_delete", "b", True),
+        ]
+        assert count(maker, Log) == 1
+
+
+@pytest.fixture(name="m2m")
+def _m2m() -> Iterator[list[dict[str, Any]]]:
+    calls: list[dict[str, Any]] = []
+
+    def record(sender, signal, **kwargs):
+        calls.append({"sender": sender, **kwargs})
+
+    m2m_changed.connect(record, sender=article_tag)
+    yield calls
+    m2m_changed.disconnect(record, sender=article_tag)
+
+
+class TestManyToMany:
+    def saved(self, s: Session) -> tuple[Article, Tag, Tag]:
+        article, t1, t2 = Article(title="a"), Tag(name="t1"), Tag(name="t2")
+        s.add_all([article, t1, t2])
+        s.commit()
+        return article, t1, t2
+
+    def test_add_forward(self, maker, m2m):
+        with maker() as s:
+            article, t1, t2 = self.saved(s)
+            article.tags.extend([t1, t2])
+            s.commit()
+        base = {
+            "sender": article_tag,
+            "instance": article,
+            "reverse": False,
+            "model": Tag,
+            "using": "default",
+        }
+        assert m2m == [
+            {**base, "action": "pre_add", "pk_set": {t1.id, t2.id}},
+            {**base, "action": "post_add", "pk_set": {t1.id, t2.id}},
+        ]
+        with maker() as s:
+            assert len(s.get(Article, article.id).tags) == 2
+
+    def test_add_reverse(self, maker, m2m):
+        with maker() as s:
+            article, t1, _ = self.saved(s)
+            t1.articles.append(article)
+            s.commit()
+        assert [(c["action"], c["instance"], c["reverse"], c["model"], c["pk_set"]) for c in m2m] == [
+            ("pre_add", t1, True, Article, {article.id}),
+            ("post_add", t1, True, Article, {article.id}),
+        ]
+
+    def test_remove_then_clear(self, maker, m2m):
+        with maker() as s:
+            article, t1, t2 = self.saved(s)
+            article.tags.extend([t1, t2])
+            s.commit()
+            m2m.clear()
+            article.tags.remove(t1)
+            s.commit()
+            t2.articles.clear()
+            s.commit()
+        assert [(c["action"], c["instance"], c["reverse"], c["pk_set"]) for c in m2m] == [
+            ("pre_remove", article, False, {t1.id}),
+            ("post_remove", article, False, {t1.id}),
+            ("pre_clear", t2, True, None),
+            ("post_clear", t2, True, None),
+        ]
+
+    def test_unsaved_target_is_refused(self, maker, m2m):
+        with maker() as s:
+            article, _, _ = self.saved(s)
+            article.tags.append(Tag(name="new"))
+            with pytest.raises(ValueError, match=r"^Cannot send m2m_changed for Article\.tags: the value "):
+                s.commit()
+
+    def test_receiver_may_query(self, maker):
+        seen = []
+
+        def count_rows(sender, instance, action, **kwargs):
+            seen.append((action, len(Session.object_session(instance).execute(select(article_tag)).all())))
+
+        m2m_changed.connect(count_rows, sender=article_tag)
+        try:
+            with maker() as s:
+                article, t1, _ = self.saved(s)
+                article.tags.append(t1)
+                s.commit()
+        finally:
+            m2m_changed.disconnect(count_rows, sender=article_tag)
+        assert seen == [("pre_add", 0), ("post_add", 1)]
+
+
+class TestInitAndLazySenders:
+    def test_init_and_load(self, maker):
+        rec = Recorder((pre_init, post_init))
+        try:
+            author = Author(name="a")
+            with maker() as s:
+                s.add(author)
+                s.commit()
+            with maker() as s:
+                loaded = s.get(Author, author.id)
+        finally:
+            rec.close()
+        assert rec.calls == [
+            ("pre_init", Author, {"args": (), "kwargs": {"name": "a"}}),
+            ("post_init", Author, {"instance": author}),
+            ("pre_init", Author, {"args": (author.id, "a"), "kwargs": {}}),
+            ("post_init", Author, {"instance": loaded}),
+        ]
+
+    def test_class_prepared_and_lazy_string_sender(self):
+        prepared, saved = [], []
+
+        def on_prepared(sender, **kwargs):
+            prepared.append(sender)
+
+        def on_save(sender, instance, **kwargs):
+            saved.append(instance)
+
+        class_prepared.connect(on_prepared)
+        post_init.connect(on_save, sender="Late")
+        try:
+
+            class Late(Base):
+                __tablename__ = "m_late"
+                id: Mapped[int] = mapped_column(primary_key=True)
+
+            Late(id=1)
+        finally:
+            class_prepared.disconnect(on_prepared)
+            post_init.disconnect(on_save, sender="Late")
+        assert prepared == [Late]
+        assert len(saved) == 1
+
+
+class TestMore:
+    def test_string_sender_of_a_mapped_class(self):
+        def receiver(sender, **kwargs):
+            pass
+
+        spec = f"{Author.__module__}:Author"
+        pre_save.connect(receiver, sender=spec)
+        assert pre_save.receivers_for(Author) == [receiver]
+        assert pre_save.disconnect(receiver, sender=spec)
+        assert pre_save.receivers_for(Author) == []
+
+    def test_pending_string_sender_can_be_disconnected(self):
+        def receiver(sender, **kwargs):
+            pass
+
+        pre_save.connect(receiver, sender="NeverMapped")
+        assert pre_save.disconnect(receiver, sender="NeverMapped")
+        assert not pre_save.disconnect(receiver, sender="NeverMapped")
+
+    def test_unsaved_instance_is_refused(self, maker, m2m):
+        with maker() as s:
+            tag = Tag(name="t")
+            s.add(tag)
+            s.commit()
+            s.add(Article(title="new", tags=[tag]))
+            with pytest.raises(ValueError, match=r"the instance <.*Article.*> has no primary key yet"):
+                s.commit()
+
+    def test_objects_added_by_pre_save_are_signalled_and_saved(self, maker, rec):
+        def add_log(sender, instance, **kwargs):
+            Session.object_session(instance).add(Log(message=instance.name))
+
+        pre_save.connect(add_log, sender=Author)
+        try:
+            with maker() as s:
+                s.add(Author(name="a"))
+                s.commit()
+        finally:
+            pre_save.disconnect(add_log, sender=Author)
+        assert rec.names() == [
+            ("pre_save", "Author"),
+            ("pre_save", "Log"),
+            ("post_save", "Author"),
+            ("post_save", "Log"),
+        ]
+        assert count(maker, Log) == 1
+
+    def test_expired_attribute_assigned_the_same_value_is_an_update(self, engine, rec):
+        Base.metadata.create_all(engine)
+        try:
+            with Session(engine) as s:  # expire_on_commit=True
+                author = Author(name="a")
+                s.add(author)
+                s.commit()
+                rec.calls.clear()
+                author.name = "a"
+                s.commit()
+        finally:
+            Base.metadata.drop_all(engine)
+        assert [(n, kw["update_fields"]) for n, _, kw in rec.calls] == [
+            ("pre_save", frozenset({"name"})),
+            ("post_save", frozenset({"name"})),
+        ]
+
+    def test_receiver_error_inside_a_savepoint(self, maker, rec):
+        def refuse(sender, **kwargs):
+            raise PermissionError
+
+        pre_save.connect(refuse, sender=Author)
+        try:
+            with maker() as s, s.begin():
+                s.add(Log(message="outer"))
+                savepoint = s.begin_nested()
+                s.add(Author(name="refused"))
+                with pytest.raises(PermissionError):
+                    s.flush()
+                savepoint.rollback()
+        finally:
+            pre_save.disconnect(refuse, sender=Author)
+        assert count(maker, Log) == 1
+        assert count(maker, Author) == 0
+        assert rec.names() == [("pre_save", "Log"), ("post_save", "Log"), ("pre_save", "Author")]
+
+    def test_using_may_be_computed(self, engine):
+        class Other(DeclarativeBase):
+            pass
+
+        class Thing(Other):
+            __tablename__ = "m_thing"
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+        install(Other, using=lambda session: session.get_bind().dialect.name)
+        seen = []
+
+        def record(sender, using, **kwargs):
+            seen.append(using)
+
+        Other.metadata.create_all(engine)
+        post_save.connect(record, sender=Thing)
+        try:
+            with Session(engine) as s:
+                s.add(Thing())
+                s.commit()
+        finally:
+            post_save.disconnect(record, sender=Thing)
+            Other.metadata.drop_all(engine)
+        assert seen == [engine.dialect.name]
+
+    def test_uninstalled_classes_send_nothing(self, engine, rec):
+        class Plain(DeclarativeBase):
+            pass
+
+        class Row(Plain):
+            __tablename__ = "m_row"
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+        Plain.metadata.create_all(engine)
+        try:
+            with Session(engine) as s:
+                s.add(Row())
+                s.commit()
+                s.execute(delete(Row))
+                s.commit()
+        finally:
+            Plain.metadata.drop_all(engine)
+        assert rec.calls == []

@@ -1,0 +1,86 @@
+"""Model signals through AsyncSession on aiosqlite (memory, file) and psycopg."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from tocsin.sqlalchemy import install, post_delete, post_save, pre_delete, pre_save
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Parent(Base):
+    __tablename__ = "ma_parent"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    children: Mapped[list[Child]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class Child(Base):
+    __tablename__ = "ma_child"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("ma_parent.id"))
+
+
+class Audit(Base):
+    __tablename__ = "ma_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    what: Mapped[str] = mapped_column(String(100))
+
+
+class TestAsyncSession:
+    def test_signals_and_receiver_writes_commit_together(self, run_async_db):
+        """Installed on an async_sessionmaker; a post_save receiver writes through the Session."""
+        seen: list[tuple[str | None, Any, Any]] = []
+
+        def record(signal, sender, instance, **kwargs):
+            seen.append((signal.name, sender, kwargs.get("created", kwargs.get("origin"))))
+
+        def audit(sender, instance, created, **kwargs):
+            Session.object_session(instance).add(Audit(what=f"{sender.__name__} {instance.name} {created}"))
+
+        async def body(engine: AsyncEngine) -> None:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            maker = async_sessionmaker(engine, expire_on_commit=False)
+            install(maker)
+            async with maker() as s:
+                parent = Parent(name="p", children=[Child()])
+                s.add(parent)
+                await s.commit()
+                await s.delete(parent)
+                await s.commit()
+                assert await s.scalar(select(func.count()).select_from(Parent)) == 0
+                assert (await s.scalars(select(Audit.what))).all() == ["Parent p True"]
+            async with AsyncSession(engine) as plain:  # not from the maker: no signals
+                plain.add(Parent(name="q"))
+                await plain.commit()
+
+        for sig in (pre_save, post_save, pre_delete, post_delete):
+            sig.connect(record)
+        post_save.connect(audit, sender=Parent)
+        try:
+            run_async_db(body)
+        finally:
+            for sig in (pre_save, post_save, pre_delete, post_delete):
+                sig.disconnect(record)
+            post_save.disconnect(audit, sender=Parent)
+        names = [(name, sender.__name__) for name, sender, _ in seen]
+        assert names == [
+            ("pre_save", "Parent"),
+            ("pre_save", "Child"),
+            ("post_save", "Parent"),
+            ("post_save", "Child"),
+            ("pre_save", "Audit"),
+            ("post_save", "Audit"),
+            ("pre_delete", "Child"),
+            ("pre_delete", "Parent"),
+            ("post_delete", "Child"),
+            ("post_delete", "Parent"),
+        ]

@@ -1,0 +1,222 @@
+"""tocsin.testing.capture and the pytest plugin (fixtures and marker)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+
+import tocsin
+from tocsin.testing import SentSignal, capture
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(name="sig")
+def _sig() -> tocsin.Signal:
+    return tocsin.Signal(name="order_placed")
+
+
+def ok(sender: Any, **kwargs: Any) -> str:
+    return "ok"
+
+
+class TestCapture:
+    def test_records_without_receivers(self, sig: tocsin.Signal) -> None:
+        """Sends are recorded even when nothing is connected."""
+        with capture(sig) as sent:
+            sig.send("shop", order_id=1)
+        assert sent.sent == [SentSignal(sig, "shop", {"order_id": 1}, [])]
+        assert len(sent) == 1
+
+    def test_records_receivers_and_results(self, sig: tocsin.Signal) -> None:
+        """Which receivers ran and what they returned are kept."""
+        sig.connect(ok)
+        with capture(sig) as sent:
+            sig.send("shop", order_id=1)
+        (one,) = sent
+        assert one.receivers == [ok]
+        assert one.results == ["ok"]
+        assert one.describe() == "order_placed: sender='shop', order_id=1 (ok)"
+
+    def test_records_errors_and_still_raises(self, sig: tocsin.Signal) -> None:
+        """A failing send is recorded with its error and the error propagates unchanged."""
+        error = ValueError("boom")
+
+        def fails(sender: Any, **kwargs: Any) -> None:
+            raise error
+
+        sig.connect(fails)
+        with capture(sig) as sent, pytest.raises(ValueError) as info:
+            sig.send("shop")
+        assert info.value is error
+        assert sent.sent[0].error is error
+
+    def test_only_given_signals(self, sig: tocsin.Signal) -> None:
+        """capture(a) ignores b; capture() with no arguments records every signal."""
+        other = tocsin.Signal(name="other")
+        with capture(sig) as some, capture() as every:
+            other.send(None)
+            sig.send(None)
+        assert [s.signal for s in some] == [sig]
+        assert [s.signal for s in every] == [other, sig]
+
+    def test_stops_recording_after_exit(self, sig: tocsin.Signal) -> None:
+        """Leaving the block removes the interceptor: no recording, no cost."""
+        with capture(sig) as sent:
+            pass
+        sig.send(None)
+        assert sent.sent == []
+        assert sig._interceptors == ()
+
+    def test_threads(self, sig: tocsin.Signal) -> None:
+        """Sends from other threads are recorded too."""
+        with capture(sig) as sent:
+            threads = [threading.Thread(target=sig.send, args=(i,)) for i in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert sorted(s.sender for s in sent) == list(range(10))
+
+    def test_async_sends(self, sig: tocsin.Signal) -> None:
+        """asend is recorded, marked is_async."""
+
+        async def areceiver(sender: Any, **kwargs: Any) -> str:
+            return "async"
+
+        sig.connect(areceiver)
+        with capture(sig) as sent:
+            asyncio.run(sig.asend("shop", order_id=2))
+        sent.assert_sent_once_with(sender="shop", order_id=2)
+        assert sent.sent[0].is_async
+        assert sent.sent[0].results == ["async"]
+
+    def test_clear(self, sig: tocsin.Signal) -> None:
+        """clear() forgets what was recorded."""
+        with capture(sig) as sent:
+            sig.send(None)
+            sent.clear()
+            sent.assert_not_sent()
+
+
+class TestAssertions:
+    def test_passing(self, sig: tocsin.Signal) -> None:
+        """The helpers pass on what was sent; ANY matches anything; sender may be left out."""
+        other = tocsin.Signal(name="other")
+        with capture(sig, other) as sent:
+            sig.send("shop", order_id=1, total=5)
+            sig.send("shop", order_id=2, total=6)
+        sent.assert_sent(signal=sig)
+        sent.assert_not_sent(signal=other)
+        sent.assert_sent_with(signal=sig, sender="shop", order_id=2, total=ANY)
+        sent.assert_any_send(order_id=1, total=5)
+        with capture(sig) as once:
+            sig.send(int, order_id=3)
+        once.assert_sent_once()
+        once.assert_sent_once_with(sender=int, order_id=3)
+        once.assert_sent_once_with(order_id=3)
+
+    def test_message_lists_what_was_sent(self, sig: tocsin.Signal) -> None:
+        """A failing assertion says what was expected and lists every send."""
+        sig.connect(ok)
+        with capture(sig) as sent:
+            sig.send("shop", order_id=1)
+            sig.send("shop", order_id=2)
+        expected = (
+            "expected order_placed to be sent once with sender='shop', order_id=1; it was sent 2 times:\n"
+            "  1. order_placed: sender='shop', order_id=1 (ok)\n"
+            "  2. order_placed: sender='shop', order_id=2 (ok)"
+        )
+        with pytest.raises(AssertionError, match=f"^{re.escape(expected)}$"):
+            sent.assert_sent_once_with(sender="shop", order_id=1)
+
+    def test_not_sent_messages(self, sig: tocsin.Signal) -> None:
+        """Messages for never-sent and unexpectedly-sent signals."""
+        with capture(sig) as sent:
+            pass
+        with pytest.raises(AssertionError, match=r"^expected order_placed to be sent; it was not sent\.$"):
+            sent.assert_sent()
+        with pytest.raises(
+            AssertionError, match=r"^expected order_placed to be sent once; it was not sent\.$"
+        ):
+            sent.assert_sent_once()
+        with pytest.raises(AssertionError, match=r"it was not sent\.$"):
+            sent.assert_sent_with(sender=None)
+        with capture(sig) as sent:
+            sig.send(None, x=1)
+        with pytest.raises(
+            AssertionError,
+            match=r"^expected order_placed not to be sent; it was sent 1 time:\n"
+            r"  1\. order_placed: sender=None, x=1 \(no receivers ran\)$",
+        ):
+            sent.assert_not_sent()
+        with pytest.raises(AssertionError, match=r"^expected order_placed to have been sent with x=2;"):
+            sent.assert_any_send(x=2)
+
+    def test_several_signals_message(self, sig: tocsin.Signal) -> None:
+        """Without signal= and with several captured signals, the message says 'a signal'."""
+        with capture(sig, tocsin.Signal()) as sent:
+            pass
+        with pytest.raises(AssertionError, match=r"^expected a signal to be sent"):
+            sent.assert_sent()
+
+
+PLUGIN_TESTS = """
+import pytest
+import tocsin
+
+sig = tocsin.Signal(name="post_save")
+calls = []
+
+def handler(sender, **kwargs):
+    calls.append(sender)
+
+sig.connect(handler)
+
+@pytest.mark.mute_signals(sig)
+def test_marker_mutes():
+    sig.send("a")
+    assert calls == []
+
+# A single callable argument would be taken as the decorated object: with_args.
+@pytest.mark.mute_signals.with_args(handler)
+class TestClassMarker:
+    def test_receiver_muted(self):
+        sig.send("b")
+        assert calls == []
+
+def test_unmuted_after():
+    sig.send("c")
+    assert calls == ["c"]
+
+def test_sent_signals(sent_signals):
+    sig.send("d", x=1)
+    sent_signals.assert_sent_once_with(signal=sig, sender="d", x=1)
+
+def test_mute_fixture(mute_signals):
+    mute_signals(sig)
+    sig.send("e")
+    assert calls == ["c", "d"]
+
+def test_mute_fixture_undone():
+    sig.send("f")
+    assert calls[-1] == "f"
+"""
+
+
+class TestPytestPlugin:
+    def test_fixtures_and_marker(self, pytester: pytest.Pytester) -> None:
+        """The marker and fixtures work under --strict-markers, in order."""
+        pytester.makepyfile(test_plugin=PLUGIN_TESTS)
+        result = pytester.runpytest("--strict-markers", "-p", "no:randomly", "-W", "error")
+        result.assert_outcomes(passed=6)
+
+    def test_marker_is_registered(self, pytester: pytest.Pytester) -> None:
+        """pytest --markers lists mute_signals."""
+        result = pytester.runpytest("--markers")
+        result.stdout.fnmatch_lines(["@pytest.mark.mute_signals(*signals_or_receivers):*"])

@@ -1,0 +1,137 @@
+"""Typed signals: runtime behaviour, and mypy accepting/rejecting tests/typing/."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tocsin
+from tocsin.exceptions import SendArgumentsError
+
+TYPING = Path(__file__).parent / "typing"
+
+
+class Order:
+    pass
+
+
+@tocsin.typed_signal
+def order_placed(*, order: Order, total: Decimal, note: str = "") -> None:
+    """Sent after an order is placed."""
+
+
+class TestRuntime:
+    def test_is_a_plain_signal(self) -> None:
+        """A typed signal is a Signal with the spec's name, doc and module, and the same send()."""
+        assert isinstance(order_placed, tocsin.Signal)
+        assert order_placed.name == "order_placed"
+        assert order_placed.doc == "Sent after an order is placed."
+        assert order_placed.module == __name__
+        assert type(order_placed).send is tocsin.Signal.send
+        assert order_placed._interceptors == ()
+
+    def test_send_and_receive(self) -> None:
+        """Receivers get the named arguments as usual."""
+        got: list[Any] = []
+
+        def email(sender: object, *, order: Order, total: Decimal, **kwargs: Any) -> None:
+            got.append((sender, total))
+
+        order_placed.connect(email)
+        try:
+            order_placed.send(Order, order=Order(), total=Decimal(5))
+        finally:
+            order_placed.disconnect(email)
+        assert got == [(Order, Decimal(5))]
+
+    def test_no_validation_by_default(self) -> None:
+        """Without validate=True, wrong arguments are not checked at run time."""
+        order_placed.send(Order, whatever=1)  # type: ignore[call-arg]
+
+    def test_validation(self) -> None:
+        """validate=True checks names and plain-class types before any receiver runs."""
+
+        def spec(*, order: Order, total: Decimal, note: str = "") -> None: ...
+
+        sig = tocsin.TypedSignal(spec, name="checked", validate=True)
+        ran: list[Any] = []
+        sig.connect(lambda sender, **kw: ran.append(kw))
+        sig.send(None, order=Order(), total=Decimal(1))
+        mismatch = r"^checked\.send\(\) arguments do not match its spec \(order, total, note\): "
+        with pytest.raises(SendArgumentsError, match=mismatch + r"missing a required argument: 'total'\.$"):
+            sig.send(None, order=Order())  # type: ignore[call-arg]
+        with pytest.raises(SendArgumentsError, match=r"unexpected keyword argument 'ordr'"):
+            sig.send(None, order=Order(), total=Decimal(1), ordr=1)  # type: ignore[call-arg]
+        with pytest.raises(
+            SendArgumentsError,
+            match=r"^checked\.send\(\) argument 'total' must be Decimal \(got 5 that is a int\)\.$",
+        ):
+            sig.send(None, order=Order(), total=5)  # type: ignore[arg-type]
+        assert len(ran) == 1
+
+    def test_validation_async(self) -> None:
+        """Validation also covers asend."""
+        import asyncio
+
+        def spec(*, n: int) -> None: ...
+
+        sig = tocsin.TypedSignal(spec, validate=True)
+        with pytest.raises(SendArgumentsError):
+            asyncio.run(sig.asend(None, n="x"))  # type: ignore[arg-type]
+
+
+def _expected_errors(path: Path) -> dict[int, str]:
+    expected = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = re.search(r"# E: (.+)$", line)
+        if match:
+            expected[number] = match.group(1).strip()
+    return expected
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+def test_type_checker(tmp_path: Path) -> None:
+    """mypy accepts every file in typing/pass and reports exactly the marked lines in typing/fail."""
+    files = sorted(TYPING.glob("pass/*.py")) + sorted(TYPING.glob("fail/*.py"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--show-error-codes",
+            "--config-file=",
+            f"--cache-dir={tmp_path}",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    errors: dict[tuple[str, int], list[str]] = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"^(.+?):(\d+): error: (.+)$", line)
+        if match:
+            errors.setdefault((Path(match.group(1)).name, int(match.group(2))), []).append(match.group(3))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    unexpected = dict(errors)
+    for path in files:
+        if path.parent.name == "pass":
+            continue
+        expected = _expected_errors(path)
+        assert expected, f"{path} marks no expected error"
+        for number, text in expected.items():
+            found = unexpected.pop((path.name, number), [])
+            assert any(text in message for message in found), (
+                f"{path.name}:{number}: want {text!r}, got {found}"
+            )
+    assert unexpected == {}, result.stdout
+    assert result.returncode == 1

@@ -8,7 +8,11 @@ One process, one SQLite database per measurement (in memory by default,
 Three mapped classes with the same table layout, each on its own
 declarative base, so the variants don't share hooks:
 
-* ``plain``: SQLAlchemy alone (``tocsin.sqlalchemy.install`` not called);
+* ``alone``: SQLAlchemy alone: a class never installed, and tocsin's
+  process-wide Mapper/Session listeners removed for the measurement, as in
+  a program that never calls ``install()``. The baseline of the ratios;
+* ``plain``: the same class with tocsin's listeners in place (another base
+  is installed): what an uninstalled class pays in such a process;
 * ``installed``: ``install(Base)`` for its base, no receivers connected;
 * ``one receiver``: ``install(Base)`` and one trivial ``post_save`` receiver.
 
@@ -16,7 +20,7 @@ Rounds are interleaved in a shuffled order; each variant's time in a round is th
 fastest of ``--repeat`` runs. The table shows each variant's best and median
 time, the ratio of best times (the target is checked on it: the minimum is
 the estimate least disturbed by other processes) and, to show the noise, the
-median and range over rounds of (variant time / plain time in that round).
+median and range over rounds of (variant time / alone time in that round).
 Targets: installed <= 1.05x, one receiver <= 1.30x. The receiver's call
 count is checked after timing.
 """
@@ -37,6 +41,7 @@ from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import tocsin.sqlalchemy as ts
+from tocsin import _sqlalchemy_models
 
 
 class PlainBase(DeclarativeBase):
@@ -80,15 +85,20 @@ def on_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
 
 
 VARIANTS = {
+    "alone": (PlainBase, PlainRow),
     "plain": (PlainBase, PlainRow),
     "installed": (InstalledBase, InstalledRow),
     "one receiver": (ReceiverBase, ReceiverRow),
 }
 
 
-def measure(base: type[DeclarativeBase], model: type[Any], rows: int, url: str) -> float:
+def measure(
+    base: type[DeclarativeBase], model: type[Any], rows: int, url: str, *, alone: bool = False
+) -> float:
     engine = create_engine(url)
     base.metadata.create_all(engine)
+    if alone:
+        _sqlalchemy_models._stop_listening()  # restored below
     try:
         gc.collect()
         start = time.perf_counter()
@@ -98,6 +108,8 @@ def measure(base: type[DeclarativeBase], model: type[Any], rows: int, url: str) 
         return time.perf_counter() - start
     finally:
         engine.dispose()
+        if alone:
+            _sqlalchemy_models._start_listening()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 best = float("inf")
                 for attempt in range(args.repeat):
                     calls[0] = 0
-                    best = min(
-                        best, measure(*VARIANTS[name], args.rows, f"{url}.{attempt}" if args.file else url)
-                    )
+                    where = f"{url}.{attempt}" if args.file else url
+                    best = min(best, measure(*VARIANTS[name], args.rows, where, alone=name == "alone"))
                     expected = args.rows if name == "one receiver" else 0
                     if calls[0] != expected:
                         print(
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if round_no:
                 for name, seconds in got.items():
                     times[name].append(seconds)
-                    ratios[name].append(seconds / got["plain"])
+                    ratios[name].append(seconds / got["alone"])
 
     import sqlalchemy
 
@@ -144,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rows} INSERTs in one commit, {where}, {args.rounds} rounds x best of {args.repeat}; "
         f"Python {sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}"
     )
-    targets = {"plain": None, "installed": 1.05, "one receiver": 1.30}
-    best_plain = min(times["plain"])
+    targets = {"alone": None, "plain": None, "installed": 1.05, "one receiver": 1.30}
+    best_alone = min(times["alone"])
     print(
         f"{'variant':<14} {'best ms':>8} {'median ms':>10} {'best/best':>10} "
         f"{'per-round ratio: median [min-max]':>34}  target (on best/best)"
     )
     for name in VARIANTS:
         best = min(times[name])
-        ratio = best / best_plain
+        ratio = best / best_alone
         spread = f"{statistics.median(ratios[name]):.3f}x [{min(ratios[name]):.3f}-{max(ratios[name]):.3f}]"
         target = targets[name]
         verdict = "" if target is None else f"<= {target:.2f}x {'ok' if ratio <= target else 'MISSED'}"

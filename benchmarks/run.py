@@ -15,7 +15,7 @@ other. See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import datetime
+import datetime as dt
 import gc
 import importlib.metadata
 import os
@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _libs import Lib, all_libs
+import _async_scenarios  # noqa: F401 - registers the async rows
 from _scenarios import SCENARIOS, Case, Scenario
 
 HERE = Path(__file__).resolve().parent
@@ -60,7 +61,7 @@ class Timed:
         self.number = max(1, int(number * sample / max(elapsed, 1e-9)))
 
 
-def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -> dict[str, Any]:
+def build_cases(scenario: Scenario, libs: list[Lib]) -> dict[str, Timed]:
     assert scenario.build is not None
     cases: dict[str, Timed] = {}
     for lib in libs:
@@ -70,6 +71,11 @@ def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -
     if scenario.baseline is not None:
         cases[BASELINE] = Timed(scenario.baseline())
     cases[EMPTY] = Timed(Case("pass"))
+    return cases
+
+
+def sample_rounds(cases: dict[str, Timed], rounds: int, sample: float) -> dict[str, list[float]]:
+    """Time every case once per round, in a new random order each round."""
     for timed in cases.values():
         timed.calibrate(sample)
     samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -78,29 +84,29 @@ def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -
         random.shuffle(order)
         for name in order:
             samples[name].append(cases[name].time(cases[name].number))
-    errors = []
-    for name, timed in cases.items():
-        error = timed.case.verify(timed.runs)
-        if error:
-            errors.append(error)
+    return samples
+
+
+def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -> dict[str, Any]:
+    cases = build_cases(scenario, libs)
+    samples = sample_rounds(cases, rounds, sample)
+    errors = [error for timed in cases.values() if (error := timed.case.verify(timed.runs))]
     empty = samples.pop(EMPTY)
-    net = {name: [t - e for t, e in zip(values, empty)] for name, values in samples.items()}
+    net = {name: [t - e for t, e in zip(values, empty, strict=True)] for name, values in samples.items()}
     result: dict[str, Any] = {"errors": errors, "ns": {}, "value": {}, "vs": {}}
     for name, values in net.items():
         result["ns"][name] = statistics.median(values) * 1e9
-    if scenario.unit == "x":
-        base = net[BASELINE]
-        for name, values in net.items():
-            if name != BASELINE:
-                result["value"][name] = statistics.median(v / b for v, b in zip(values, base))
-    else:  # "us"
-        for name, values in net.items():
-            if name != BASELINE:
-                result["value"][name] = statistics.median(values) * 1e6
+        if name == BASELINE:
+            continue
+        if scenario.unit == "x":
+            ratios = (v / b for v, b in zip(values, net[BASELINE], strict=True))
+            result["value"][name] = statistics.median(ratios)
+        else:  # "us"
+            result["value"][name] = statistics.median(values) * 1e6
     tocsin = net.get("tocsin")
     for name in scenario.must_beat:
         if tocsin is not None and name in net:
-            result["vs"][name] = statistics.median(t / o for t, o in zip(tocsin, net[name]))
+            result["vs"][name] = statistics.median(t / o for t, o in zip(tocsin, net[name], strict=True))
     return result
 
 
@@ -166,7 +172,7 @@ def machine_info() -> list[str]:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return [
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- Python: {sys.version.split()[0]} ({platform.python_implementation()}) on {platform.platform()}",
         f"- CPU: {cpu}, {os.cpu_count()} logical cores; load average before the run: {load}",
         f"- Libraries: {'; '.join(versions)}",
@@ -178,34 +184,40 @@ def render(
     rows: list[tuple[Scenario, dict[str, Any]]], libs: list[Lib], args: argparse.Namespace, info: list[str]
 ) -> str:
     names = [lib.name for lib in libs]
+    quick = " (--quick)" if args.quick else ""
     lines = [
         "# tocsin benchmark results",
         "",
         *info,
-        f"- Settings: {args.rounds} rounds, ~{args.sample_ms} ms per sample"
-        + (" (--quick)" if args.quick else ""),
+        f"- Settings: {args.rounds} rounds, ~{args.sample_ms} ms per sample{quick}",
         "",
-        "Timed rows: median over interleaved rounds of time(library) / time(baseline) in the same round"
-        " (lower is better; timeit's empty-loop cost subtracted). Byte rows: tracemalloc.",
+        (
+            "Timed rows: median over interleaved rounds of time(library) / time(baseline) in the same"
+            " round (lower is better; timeit's empty-loop cost subtracted). Byte rows: tracemalloc."
+        ),
         "Every timed case verified its receivers' call counters after timing.",
         "",
-        "| Scenario | target | " + " | ".join(names) + " | baseline | tocsin |",
-        "|---|---|" + "---|" * len(names) + "---|---|",
+        "| Scenario | target | " + " | ".join(names) + " | baseline | tocsin time | tocsin |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for scenario, result in rows:
         target = "-" if scenario.target is None else ("≤ " + fmt(scenario.target, scenario.unit))
         cells = [fmt(result["value"].get(name), scenario.unit) for name in names]
         base_ns = result["ns"].get(BASELINE)
-        baseline = "-" if scenario.unit == "B" else scenario.baseline_name
+        baseline = "-" if scenario.baseline is None else scenario.baseline_name
         if base_ns is not None:
             baseline += f" ({base_ns:,.0f} ns)"
+        own_ns = result["ns"].get("tocsin")
+        own = "-" if own_ns is None or scenario.unit == "B" else f"{own_ns:,.0f} ns"
         lines.append(
             f"| {scenario.name} | {target} | "
             + " | ".join(cells)
-            + f" | {baseline} | {verdict(scenario, result)} |"
+            + f" | {baseline} | {own} | {verdict(scenario, result)} |"
         )
     lines.append("")
-    lines.append("tocsin time relative to other libraries (median per-round ratio; < 1 means tocsin is faster):")
+    lines.append(
+        "tocsin time relative to other libraries (median per-round ratio; < 1 means tocsin is faster):"
+    )
     lines.append("")
     for scenario, result in rows:
         if result["vs"]:
@@ -219,17 +231,21 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a short run (fewer, shorter rounds)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per scenario")
     parser.add_argument("--sample-ms", type=float, help="target duration of one timing sample")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
-    parser.add_argument("--output", default=str(HERE / "results.md"), help="markdown file to write ('-': none)")
+    parser.add_argument(
+        "--output", default=str(HERE / "results.md"), help="markdown file to write ('-': none)"
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 7 if args.quick else 31
+        args.rounds = 9 if args.quick else 101
     if args.sample_ms is None:
-        args.sample_ms = 2.0 if args.quick else 10.0
+        args.sample_ms = 1.0 if args.quick else 3.0
     random.seed(0)
     libs = all_libs()
     info = machine_info()
@@ -243,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = run_timed(scenario, selected, args.rounds, args.sample_ms / 1000)
         rows.append((scenario, result))
-        print(f"... {scenario.name}: " + ", ".join(f"{k} {fmt(v, scenario.unit)}" for k, v in result["value"].items()),
-              file=sys.stderr)
+        print(
+            f"... {scenario.name}: "
+            + ", ".join(f"{k} {fmt(v, scenario.unit)}" for k, v in result["value"].items()),
+            file=sys.stderr,
+        )
     text = render(rows, libs, args, info)
     print(text)
     if args.output != "-":

@@ -17,6 +17,7 @@ test session.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pwd
@@ -118,6 +119,7 @@ class PostgresServer:
         # Unix socket's path must stay under ~100 bytes.
         base = "/tmp" if Path("/tmp").is_dir() else None
         self.tmp = Path(tempfile.mkdtemp(prefix="tocsin-pg-", dir=base))
+        atexit.register(self.stop)  # in case the test session dies before its teardown
         datadir = self.tmp / "data"
         if self.user:
             entry = pwd.getpwnam(self.user)

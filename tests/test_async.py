@@ -489,3 +489,57 @@ class TestTrio:
         sig.connect(b)
         trio.run(sig.asend, None)
         assert log == ["a", "b"]
+
+
+class TestAwaiter:
+    """An integration may tell a sync send inside a running loop how to wait (tocsin._async.awaiter)."""
+
+    def test_sync_send_in_a_loop_uses_the_awaiter(self, sig):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tocsin import _async
+
+        ran: list[str] = []
+
+        async def receiver(sender, **kwargs):
+            await asyncio.sleep(0)
+            ran.append(sender)
+            return "done"
+
+        def sync_receiver(sender, **kwargs):
+            ran.append(f"sync {sender}")
+
+        def in_another_thread(coro):
+            # Stands in for SQLAlchemy's await_: any way of running it to completion.
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, coro).result()
+
+        sig.connect(receiver)
+        sig.connect(sync_receiver)
+
+        async def main():
+            with pytest.raises(RuntimeError, match="asend"):
+                sig.send("refused")
+            token = _async.awaiter.set(in_another_thread)
+            try:
+                return sig.send("waited")
+            finally:
+                _async.awaiter.reset(token)
+
+        responses = asyncio.run(main())
+        assert ran == ["sync waited", "waited"]
+        assert responses == [(sync_receiver, None), (receiver, "done")]
+
+    def test_awaiter_errors_propagate(self, sig):
+        from tocsin import _async
+
+        async def receiver(**kwargs):
+            raise LookupError("boom")
+
+        sig.connect(receiver)
+        token = _async.awaiter.set(asyncio.run)
+        try:
+            with pytest.raises(LookupError, match="boom"):
+                sig.send(None)
+        finally:
+            _async.awaiter.reset(token)

@@ -90,6 +90,20 @@ class TestPaused:
         with pytest.raises(TypeError, match=r"^reduce must be a callable"):
             sig.paused(reduce=3)  # type: ignore[arg-type]
 
+    def test_failing_reducer_cleans_up(self, sig: tocsin.Signal, log: list[Any]) -> None:
+        """A reducer raising propagates, and the signal is left unpaused."""
+
+        def broken(held: list[tocsin.HeldSend]) -> tocsin.HeldSend:
+            raise RuntimeError("reducer bug")
+
+        block = sig.paused(reduce=broken)
+        block.__enter__()
+        sig.send("a")
+        with pytest.raises(RuntimeError, match="reducer bug"):
+            block.__exit__(None, None, None)
+        assert sig._interceptors == ()
+        assert log == []
+
 
 class TestNesting:
     def test_inner_hands_to_outer(self, sig: tocsin.Signal, log: list[Any]) -> None:

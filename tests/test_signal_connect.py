@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import gc
 import inspect
@@ -114,6 +116,26 @@ class TestValidation:
         with pytest.raises(TypeError, match=r"via= must be a delivery policy"):
             sig.connect(handler, via="later")  # type: ignore[call-overload]
         assert sig.connections() == []
+
+    @pytest.mark.parametrize("bad", ["high", None, 1.5, [1]], ids=repr)
+    def test_priority_must_be_an_int(self, sig: tocsin.Signal, bad: Any) -> None:
+        """A priority that cannot sort is refused at connect, not at every later send."""
+        sig.connect(handler)
+        with pytest.raises(TypeError, match=r"^priority must be an int"):
+            sig.connect(other, priority=bad)
+        assert sig.send(None) == [(handler, "handler")]
+        assert len(sig.connections()) == 1
+
+    def test_priority_integer_like(self, sig: tocsin.Signal) -> None:
+        """IntEnum members and bools are accepted as the ints they are."""
+
+        class Level(enum.IntEnum):
+            HIGH = 5
+
+        sig.connect(handler)
+        sig.connect(other, priority=Level.HIGH)
+        assert [r for r, _ in sig.send(None)] == [other, handler]
+        assert sig.connections()[1].priority == 5
 
     def test_failed_connect_keeps_existing(self, sig: tocsin.Signal) -> None:
         """A refused receiver does not disturb connections made before it."""
@@ -445,3 +467,46 @@ class TestConnections:
         first, second = sig.connections()
         assert first.sender is key
         assert second.sender == ("a", 1)
+
+
+class TestUnhashableReceivers:
+    """Receivers need not be hashable: dataclass instances are not, by default."""
+
+    def test_method_of_dataclass_instance(self, sig: tocsin.Signal) -> None:
+        """has_listeners, receivers_for and connections work for a dataclass's method."""
+
+        @dataclasses.dataclass
+        class Handler:
+            calls: int = 0
+
+            def on(self, **kwargs: Any) -> int:
+                self.calls += 1
+                return self.calls
+
+        handler = Handler()
+        sig.connect(handler.on)
+        assert sig.has_listeners()
+        assert sig.receivers_for(None) == [handler.on]
+        assert sig.send(None) == [(handler.on, 1)]
+        assert sig.connections()[0].receiver == handler.on
+        assert sig.disconnect(handler.on)
+
+    def test_callable_object_without_hash(self, sig: tocsin.Signal) -> None:
+        """A callable object whose class sets __hash__ = None, connected twice for two senders."""
+
+        class Handler:
+            __hash__ = None  # type: ignore[assignment]
+
+            def __eq__(self, other: object) -> bool:
+                return True
+
+            def __call__(self, **kwargs: Any) -> str:
+                return "handler"
+
+        one, two = Handler(), Handler()
+        sig.connect(one)
+        sig.connect(two, sender="s")
+        assert sig.receivers_for("s") == [one, two]
+        assert sig.receivers_for("s")[1] is two
+        assert sig.has_listeners("s")
+        assert [r for r, _ in sig.send("s")] == [one, two]

@@ -276,3 +276,76 @@ class TestReceiversUsingTheSignal:
         gc.collect()
         assert sig.send("s") == []
         assert sig.connections() == []
+
+
+class TestFinalizersUsingTheSignal:
+    """Objects the signal lets go of may use the signal in __del__ without deadlock."""
+
+    @staticmethod
+    def in_thread(body: Callable[[], object]) -> None:
+        run_threads([body])  # a self-deadlock fails on the join timeout
+
+    def test_disconnect_frees_receiver_that_sends(self, sig: tocsin.Signal) -> None:
+        """Disconnecting the last reference to a receiver whose __del__ sends."""
+        log: list[str] = []
+
+        class Owner:
+            def __call__(self, **kwargs: Any) -> None:
+                pass
+
+            def __del__(self) -> None:
+                sig.send("bye")
+                log.append("finalized")
+
+        sig.connect(Owner(), weak=False, dispatch_uid="owner")
+        sig.connect(lambda **kwargs: log.append("bye"), sender="bye")
+        self.in_thread(lambda: sig.disconnect(dispatch_uid="owner"))
+        assert log == ["bye", "finalized"]
+
+    def test_dead_sender_frees_receiver_that_disconnects(self, sig: tocsin.Signal) -> None:
+        """A strong receiver of a dead sender, dropped by a sweep, may disconnect in __del__."""
+        log: list[str] = []
+
+        def other(**kwargs: Any) -> None:
+            pass
+
+        class Owner:
+            def __call__(self, **kwargs: Any) -> None:
+                pass
+
+            def __del__(self) -> None:
+                log.append(f"disconnected {sig.disconnect(other)}")
+
+        class Sender:
+            pass
+
+        sender = Sender()
+        sig.connect(other)
+        sig.connect(Owner(), sender=sender, weak=False)
+        del sender
+        self.in_thread(lambda: sig.send(None))
+        assert log == ["disconnected True"]
+
+    def test_sweep_frees_sender_that_sends(self, sig: tocsin.Signal) -> None:
+        """A sender held strongly (no weak references), released by a sweep, may send in __del__."""
+        log: list[str] = []
+
+        class Resource:
+            __slots__ = ()
+
+            def __del__(self) -> None:
+                sig.send("closed")
+
+        class Listener:
+            def __call__(self, **kwargs: Any) -> None:
+                pass
+
+        def on_closed(**kwargs: Any) -> None:
+            log.append("closed")
+
+        listener = Listener()
+        sig.connect(on_closed, sender="closed")
+        sig.connect(listener, sender=Resource())  # the signal holds the only reference
+        del listener  # its connection dies, and with it the signal's hold on the resource
+        self.in_thread(lambda: sig.send(None))
+        assert log == ["closed"]

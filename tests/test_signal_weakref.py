@@ -288,6 +288,25 @@ class TestSenderReferences:
         sig.disconnect(dispatch_uid="x", sender=sender)
         assert weakref.getweakrefcount(sender) == 0
 
+    @pytest.mark.parametrize("operation", ["connections", "send", "has_listeners"])
+    def test_dead_sender_releases_strong_receiver(self, sig: tocsin.Signal, operation: str) -> None:
+        """A receiver held strongly for a sender that died is released by the next use of the signal."""
+        sender = Sender()
+        listener = Listener()
+        sig.connect(listener, sender=sender, weak=False)
+        sig.connect(listener, sender="other")  # weak: lives only as long as the listener
+        del sender
+        ref = weakref.ref(listener)
+        del listener
+        use: dict[str, Callable[[], object]] = {
+            "connections": sig.connections,
+            "send": lambda: sig.send(None),
+            "has_listeners": lambda: sig.has_listeners(None),
+        }
+        use[operation]()
+        assert ref() is None
+        assert sig.connections() == []
+
     def test_one_weakref_per_sender(self, sig: tocsin.Signal) -> None:
         """Many connections for one sender share a single weak reference."""
         sender = Sender()

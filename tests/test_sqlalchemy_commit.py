@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import String, select
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from sqlalchemy.engine import Engine
+
+
+# A transaction's body: "add" (a row and its callback) or (release?, body) for a savepoint.
+BLOCKS = st.recursive(
+    st.lists(st.just("add"), max_size=2),
+    lambda inner: st.lists(st.one_of(st.just("add"), st.tuples(st.booleans(), inner)), max_size=4),
+    max_leaves=12,
+)
 
 
 class Base(DeclarativeBase):
@@ -530,3 +540,45 @@ class TestDocs:
             exec(compile(code, "docs/sqlalchemy.md", "exec"), module.__dict__)
         finally:
             del sys.modules[module.__name__]
+
+
+class TestAgainstTheDatabase:
+    """Random savepoint trees: a callback runs iff the row written with it is committed."""
+
+    @example(program=[(True, ["add", (False, ["add"])]), "add"], commit=True)
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(program=BLOCKS, commit=st.booleans())
+    def test_callbacks_follow_the_rows(self, maker, program, commit):
+        ran = []
+        keys = iter(range(1000))
+        with maker() as session:
+            session.begin()
+
+            def run(block):
+                for item in block:
+                    if item == "add":
+                        key = next(keys)
+                        session.add(Item(id=key, name=f"n{key}"))
+                        session.flush()
+                        on_commit(functools.partial(ran.append, key), session=session)
+                    else:
+                        release, inner = item
+                        savepoint = session.begin_nested()
+                        run(inner)
+                        savepoint.commit() if release else savepoint.rollback()
+
+            run(program)
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+            assert not session.in_transaction()
+        with maker() as s:
+            committed = sorted(s.scalars(select(Item.id)))
+            s.execute(delete(Item))
+            s.commit()
+        assert ran == committed

@@ -570,3 +570,144 @@ class TestMore:
         finally:
             Plain.metadata.drop_all(engine)
         assert rec.calls == []
+
+    def test_install_refuses_other_objects(self):
+        with pytest.raises(TypeError, match=r"^install\(\) takes a declarative base class, a registry, "):
+            install(object())
+
+
+class TestInheritance:
+    def test_sender_is_the_instances_class(self, engine, rec):
+        """Joined and single-table subclasses: one signal each, from the subclass."""
+
+        class Zoo(DeclarativeBase):
+            pass
+
+        class Animal(Zoo):
+            __tablename__ = "m_animal"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            name: Mapped[str] = mapped_column(String(20))
+            kind: Mapped[str] = mapped_column(String(20))
+            __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "animal"}
+
+        class Dog(Animal):
+            __tablename__ = "m_dog"
+            id: Mapped[int] = mapped_column(ForeignKey("m_animal.id"), primary_key=True)
+            bark: Mapped[str] = mapped_column(String(20), default="woof")
+            __mapper_args__ = {"polymorphic_identity": "dog"}
+
+        class Cat(Animal):
+            __mapper_args__ = {"polymorphic_identity": "cat"}
+
+        install(Zoo)
+        Zoo.metadata.create_all(engine)
+        init = Recorder((post_init,))
+        try:
+            with Session(engine) as s:
+                dog, cat = Dog(name="rex"), Cat(name="tom")
+                s.add_all([dog, cat])
+                s.commit()
+                dog.bark, dog.name = "grr", "Rex"
+                s.commit()
+                s.delete(dog)
+                s.commit()
+        finally:
+            init.close()
+            Zoo.metadata.drop_all(engine)
+        assert init.names() == [("post_init", "Dog"), ("post_init", "Cat")]
+        assert [(n, sender, kw.get("update_fields")) for n, sender, kw in rec.calls] == [
+            ("pre_save", Dog, None),
+            ("pre_save", Cat, None),
+            ("post_save", Dog, None),
+            ("post_save", Cat, None),
+            ("pre_save", Dog, frozenset({"bark", "name"})),
+            ("post_save", Dog, frozenset({"bark", "name"})),
+            ("pre_delete", Dog, None),
+            ("post_delete", Dog, None),
+        ]
+
+
+class TestNothingListening:
+    """With no receiver the integration skips its work; that must not lose a send."""
+
+    def test_receivers_connected_later_hear_later_flushes(self, maker):
+        seen: list[tuple[str | None, Any, Any]] = []
+
+        def record(signal, sender, instance, **kwargs):
+            seen.append((signal.name, instance.name, kwargs.get("update_fields")))
+
+        with maker() as s:
+            author = Author(name="a")
+            s.add(author)
+            s.commit()  # nothing listening
+            pre_save.connect(record, sender=Author)
+            post_save.connect(record, sender=Author)
+            try:
+                author.name = "b"
+                s.add(Author(name="c"))
+                s.commit()
+            finally:
+                pre_save.disconnect(record, sender=Author)
+                post_save.disconnect(record, sender=Author)
+            author.name = "d"
+            s.commit()  # nothing listening again
+        assert seen == [
+            ("pre_save", "c", None),
+            ("pre_save", "b", frozenset({"name"})),
+            ("post_save", "c", None),
+            ("post_save", "b", frozenset({"name"})),
+        ]
+
+    def test_a_receiver_connected_by_a_pre_save_receiver_hears_the_same_flush(self, maker):
+        saved: list[str] = []
+
+        def on_post_save(sender, instance, **kwargs):
+            saved.append(instance.name)
+
+        def on_pre_save(sender, instance, **kwargs):
+            post_save.connect(on_post_save, sender=Author)
+
+        pre_save.connect(on_pre_save, sender=Author)
+        try:
+            with maker() as s:
+                s.add(Author(name="a"))
+                s.commit()
+        finally:
+            pre_save.disconnect(on_pre_save, sender=Author)
+            post_save.disconnect(on_post_save, sender=Author)
+        assert saved == ["a"]
+
+    def test_capture_sees_every_send_without_any_receiver(self, maker):
+        from tocsin.testing import capture
+
+        with capture(pre_init, post_init, *SAVE_DELETE) as sent, maker() as s:
+            author = Author(name="a")
+            article, tag = Article(title="t"), Tag(name="x")
+            s.add_all([author, article, tag])
+            s.commit()
+            article.tags.append(tag)
+            author.name = "b"
+            s.commit()
+            s.delete(author)
+            s.commit()
+        names = [(c.signal.name, getattr(c.sender, "__name__", None) or c.sender.name) for c in sent]
+        assert names == [
+            ("pre_init", "Author"),
+            ("post_init", "Author"),
+            ("pre_init", "Article"),
+            ("post_init", "Article"),
+            ("pre_init", "Tag"),
+            ("post_init", "Tag"),
+            ("pre_save", "Author"),
+            ("pre_save", "Article"),
+            ("pre_save", "Tag"),
+            ("post_save", "Author"),
+            ("post_save", "Article"),
+            ("post_save", "Tag"),
+            ("pre_save", "Author"),
+            ("m2m_changed", "m_article_tag"),
+            ("post_save", "Author"),
+            ("m2m_changed", "m_article_tag"),
+            ("pre_delete", "Author"),
+            ("post_delete", "Author"),
+        ]

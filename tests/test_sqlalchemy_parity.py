@@ -84,6 +84,8 @@ def norm(value: Any) -> Any:
         return value.name
     if meta is not None or isinstance(value, Base):
         return (type(value).__name__, value.pk if meta is not None else value.id)
+    if isinstance(value, dict):  # a copy: Django's __init__ consumes pre_init's kwargs
+        return {k: norm(v) for k, v in value.items()}
     return value
 
 

@@ -1,5 +1,7 @@
-"""Async sending: ``asend``/``asend_robust`` on asyncio and trio, and async
-receivers reached from a synchronous ``send``.
+"""Async sending: ``asend`` on asyncio, async receivers from a sync ``send``.
+
+``asend``/``asend_robust`` run on asyncio here and on trio in
+``_async_trio``.
 
 Order and concurrency (``async_mode="concurrent"``, Django's semantics):
 the synchronous receivers run one after another, in order, in one worker
@@ -28,7 +30,8 @@ Sync ``send()`` with async receivers: the sync receivers run first, in
 order; then the async ones run concurrently on an event loop kept for the
 calling thread (one loop per thread, not one per send). Inside a running
 event loop that cannot work without blocking it, so ``send()`` raises
-``RuntimeError`` naming ``asend`` before calling any receiver.
+``RuntimeError`` naming ``asend`` before calling any receiver, unless an
+integration set ``awaiter`` (see below) to a way of waiting from there.
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import inspect
 import sys
 import threading
+import types
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks
-from ._connections import R_ASYNC, R_VIA
+from ._connections import R_ASYNC, R_DEREF, R_FUNC, R_VIA
 
 if TYPE_CHECKING:
     from ._connections import Record
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["asend", "run_async_receivers"]
 
 Responses = list[tuple[Any, Any]]
+_CoroutineType = types.CoroutineType
 # A resolved receiver with its record: what the loops below work on.
 Entry = tuple[Any, "Record | None"]
 
@@ -95,7 +102,7 @@ class _SyncBatch:
                     break
                 response = self.signal._call_entry(
                     receiver, record, self.sender, self.named, robust=self.robust
-                )  # noqa: SLF001
+                )
                 self.responses.append((receiver, response))
         finally:
             self.finished.set()
@@ -104,17 +111,20 @@ class _SyncBatch:
 
 def split(signal: Signal, sender: Any) -> tuple[list[Entry], list[Entry], list[Entry]]:
     """Return (delivery-policy, sync, async) entries for *sender*, in order."""
-    via: list[Entry] = []
-    sync: list[Entry] = []
-    asyn: list[Entry] = []
-    for receiver, record in signal._entries_for(sender):  # noqa: SLF001
-        if record is not None and record[R_VIA] is not None:
-            via.append((receiver, record))
-        elif record is not None and record[R_ASYNC]:
-            asyn.append((receiver, record))
-        else:
-            sync.append((receiver, record))
-    return via, sync, asyn
+    plan = signal._plan_for(sender)  # noqa: SLF001
+    if plan.__class__ is tuple:  # only plain sync receivers
+        return [], signal._entries_for(sender), []  # noqa: SLF001
+    return _live(plan.via_records), _live(plan.sync_records), _live(plan.async_records)
+
+
+def _live(records: tuple[Record, ...]) -> list[Entry]:
+    entries: list[Entry] = []
+    for record in records:
+        obj = record[R_DEREF]()
+        if obj is not None:
+            func = record[R_FUNC]
+            entries.append((obj if func is None else MethodType(func, obj), record))
+    return entries
 
 
 async def asend(signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
@@ -130,18 +140,21 @@ async def asend(signal: Signal, sender: Any, named: dict[str, Any], *, robust: b
     if signal.async_mode == "sequential":
         return await _sequential(signal, signal._entries_for(sender), sender, named, robust=robust)  # noqa: SLF001
     via, sync, asyn = split(signal, sender)
-    responses: Responses = [
-        (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
-        for receiver, record in via
-    ]
-    batch = _SyncBatch(signal, sync, sender, named)
-    batch.robust = robust
-    loop = asyncio.get_running_loop()
-    thread = loop.run_in_executor(None, contextvars.copy_context().run, batch.run) if sync else None
-    tasks = [
-        loop.create_task(_call_async(signal, receiver, sender, named, robust=robust)) for receiver, _ in asyn
-    ]
-    waiting: list[asyncio.Future[Any]] = [*tasks] if thread is None else [thread, *tasks]
+    responses: Responses = (
+        [
+            (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
+            for receiver, record in via
+        ]
+        if via
+        else []
+    )
+    tasks = _start_tasks(signal, asyn, sender, named, robust=robust) if asyn else []
+    batch = thread = None
+    if sync:
+        batch = _SyncBatch(signal, sync, sender, named)
+        batch.robust = robust
+        thread = asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, batch.run)
+    waiting: list[asyncio.Future[Any]] = tasks if thread is None else [thread, *tasks]
     try:
         if len(waiting) == 1:
             results = [await waiting[0]]
@@ -150,7 +163,8 @@ async def asend(signal: Signal, sender: Any, named: dict[str, Any], *, robust: b
         else:
             results = []
     except BaseException:
-        batch.stopped = True
+        if batch is not None:
+            batch.stopped = True
         for task in tasks:
             task.cancel()
         if tasks:
@@ -159,9 +173,37 @@ async def asend(signal: Signal, sender: Any, named: dict[str, Any], *, robust: b
             await asyncio.wait([thread])
         raise
     async_results = results[1:] if thread is not None else results
-    responses.extend(batch.responses)
-    responses.extend((receiver, result) for (receiver, _), result in zip(asyn, async_results))
+    if batch is not None:
+        responses.extend(batch.responses)
+    responses += [(entry[0], result) for entry, result in zip(asyn, async_results, strict=True)]
     return responses
+
+
+def _start_tasks(
+    signal: Signal, entries: Sequence[Entry], sender: Any, named: dict[str, Any], *, robust: bool
+) -> list[asyncio.Future[Any]]:
+    """Start one task per async receiver, in order."""
+    if robust or _hooks.receiver_observer is not None:
+        return [
+            asyncio.ensure_future(_call_async(signal, receiver, sender, named, robust=robust))
+            for receiver, _ in entries
+        ]
+    # The common case, as cheap as asyncio.gather() of the same coroutines:
+    # no wrapper coroutine; exceptions come out of the tasks unchanged.
+    awaitables: list[Any] = []
+    try:
+        for receiver, _ in entries:
+            awaitables.append(receiver(signal=signal, sender=sender, **named))
+    except BaseException:
+        for awaitable in awaitables:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never started: close it, no "never awaited" warning
+        raise
+    create_task = asyncio.get_running_loop().create_task
+    return [
+        create_task(awaitable) if type(awaitable) is _CoroutineType else asyncio.ensure_future(awaitable)
+        for awaitable in awaitables
+    ]
 
 
 async def _call_async(
@@ -201,6 +243,18 @@ async def _sequential(
 # ---- async receivers from a synchronous send ---------------------------------
 
 
+# How a synchronous send runs async receivers when it is made from code
+# running inside an event loop that can still wait: a function that runs a
+# coroutine to completion and returns its result (or raises). Set by
+# integrations for the duration of their sends, for example by the
+# SQLAlchemy model signals to ``sqlalchemy.util.await_`` while an
+# AsyncSession flushes inside SQLAlchemy's greenlet. None: the per-thread
+# loop below, and refusal inside a running loop.
+awaiter: contextvars.ContextVar[Callable[[Coroutine[Any, Any, Any]], Any] | None] = contextvars.ContextVar(
+    "tocsin_awaiter", default=None
+)
+
+
 class _ThreadLoop(threading.local):
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -231,7 +285,7 @@ def _close_loops() -> None:
 
 def check_no_running_loop(signal: Signal, receiver: Any) -> None:
     """Raise before any receiver runs if async receivers can't run here."""
-    if _running_library() is not None:
+    if awaiter.get() is None and _running_library() is not None:
         from ._receivers import qualified_name  # noqa: PLC0415 - error path only
 
         msg = (
@@ -243,10 +297,12 @@ def check_no_running_loop(signal: Signal, receiver: Any) -> None:
 
 
 def run_async_receivers(
-    signal: Signal, entries: list[Entry], sender: Any, named: dict[str, Any], *, robust: bool
+    signal: Signal, entries: Sequence[Entry], sender: Any, named: dict[str, Any], *, robust: bool
 ) -> Responses:
-    """Run async receivers to completion from synchronous code, concurrently."""
-    loop = _loop_for_this_thread()
+    """Run async receivers to completion from synchronous code, concurrently.
+
+    Through the current ``awaiter`` if one is set, else on this thread's loop.
+    """
 
     async def run_all() -> list[Any]:
         coros: list[Coroutine[Any, Any, Any]] = [
@@ -263,5 +319,6 @@ def run_async_receivers(
             await asyncio.wait(tasks)
             raise
 
-    results = loop.run_until_complete(run_all())
-    return [(receiver, result) for (receiver, _), result in zip(entries, results)]
+    run = awaiter.get()
+    results = run(run_all()) if run is not None else _loop_for_this_thread().run_until_complete(run_all())
+    return [(receiver, result) for (receiver, _), result in zip(entries, results, strict=True)]

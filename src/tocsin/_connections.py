@@ -23,22 +23,12 @@ R_UID = 5  # dispatch_uid or None
 R_PRIORITY = 6  # int, higher runs first
 R_VIA = 7  # delivery policy or None
 R_ASYNC = 8  # bool: receiver returns an awaitable
-R_SEQ = 9  # unused, always 0: connection order is the order of Signal._records
-R_SENDER_KIND = 10  # "any", "weak", "value" or "strong" (see _senders)
+R_SENDER_KIND = 9  # "any", "weak", "value" or "strong" (see _senders)
+# No sequence number: connection order is the order of Signal._records.
 
-Record = tuple[
-    Callable[[], Any],
-    "Callable[..., Any] | None",
-    Hashable,
-    Any,
-    bool,
-    Hashable,
-    int,
-    "Callable[[Callable[[], Any]], Any] | None",
-    bool,
-    int,
-    str,
-]
+# Typed loosely on purpose: fields are read through the R_* constants, which
+# mypy cannot map to per-position types of a fixed-length tuple type.
+Record = tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True)

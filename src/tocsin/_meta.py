@@ -42,8 +42,12 @@ if TYPE_CHECKING:
 
     from ._signal import Signal
 
-__all__ = ["bind", "defining_module", "flush", "warn_providing_args", "watched"]
+__all__ = ["bind", "defining_module", "flush", "refresh", "warn_providing_args", "watched", "watching"]
 
+# True while a meta-signal may have receivers: the one check connect() and
+# disconnect() make (a module attribute, cheaper than a call). Kept by the
+# meta-signals' own connect/disconnect/sweep (see _namespace._MetaSignal).
+watching = False
 _connected: Signal | None = None
 _disconnected: Signal | None = None
 _factory_codes: set[CodeType] = set()  # frames skipped when finding a signal's module
@@ -55,21 +59,30 @@ def bind(connected: Signal, disconnected: Signal) -> None:
     _connected, _disconnected = connected, disconnected
 
 
+def refresh() -> None:
+    """Recompute :data:`watching` after a meta-signal's connections changed."""
+    global watching  # noqa: PLW0603 - read lock-free by Signal.connect
+    watching = bool(
+        (_connected is not None and _connected._records)  # noqa: SLF001
+        or (_disconnected is not None and _disconnected._records)  # noqa: SLF001
+    )
+
+
 def watched(signal: Signal) -> bool:
     """Whether changes to *signal* must be reported. Takes no lock.
 
     Changes to the meta-signals themselves are not reported, so watchers
     never see each other.
     """
-    if signal is _connected or signal is _disconnected:
-        return False
     # Reading another signal's dict without its lock is fine: a stale answer
     # queues an event nobody receives, or misses one for a receiver being
     # connected at this very moment, which could not be ordered anyway.
-    return bool(
-        (_connected is not None and _connected._records)  # noqa: SLF001
-        or (_disconnected is not None and _disconnected._records)  # noqa: SLF001
-    )
+    # Hot path (every connect and disconnect): nobody watching, no bool() call.
+    if (_connected is not None and _connected._records) or (  # noqa: SLF001
+        _disconnected is not None and _disconnected._records  # noqa: SLF001
+    ):
+        return signal is not _connected and signal is not _disconnected
+    return False
 
 
 def _sender_of(record: Record) -> Any:
@@ -77,7 +90,7 @@ def _sender_of(record: Record) -> Any:
     if kind == "any":
         return None
     if kind == "value":
-        return record[R_SENDER_KEY][1]  # type: ignore[index]
+        return record[R_SENDER_KEY][1]
     anchor: Any = record[R_SENDER_ANCHOR]
     return anchor() if kind == "weak" else anchor
 

@@ -66,7 +66,7 @@ def is_muted(muted: dict[Hashable, int], key: Hashable, record: Record) -> bool:
     """Whether the connection *key* / *record* is muted. Signal lock held."""
     if ALL in muted:
         return True
-    rkey = key[0]  # type: ignore[index] # connection keys are (receiver key, sender key)
+    rkey = key if key.__class__ is int else key[0]  # type: ignore[index] # see _signal.connection_key
     if ("receiver", rkey) in muted:
         return True
     # A receiver connected with dispatch_uid= is keyed by its uid: find it by

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _hooks, _meta
 from ._signal import Signal
@@ -109,14 +109,33 @@ def all_signals() -> list[Signal]:
     return sorted(_hooks.live_signals(), key=lambda s: (s.module or "", s.name or "", id(s)))
 
 
-receiver_connected = Signal(
+class _MetaSignal(Signal):
+    """A meta-signal: keeps ``_meta.watching`` in step with its connections."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().connect(*args, **kwargs)
+        _meta.refresh()
+        return result
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> bool:
+        result = super().disconnect(*args, **kwargs)
+        _meta.refresh()
+        return result
+
+    def _sweep(self) -> list[object]:
+        swept = super()._sweep()
+        _meta.refresh()
+        return swept
+
+
+receiver_connected = _MetaSignal(
     name="receiver_connected",
     doc=(
         "Sent after a receiver is connected to any signal. sender: that signal; "
         "receiver, for_sender (the sender it was connected for, None for any) and dispatch_uid."
     ),
 )
-receiver_disconnected = Signal(
+receiver_disconnected = _MetaSignal(
     name="receiver_disconnected",
     doc=(
         "Sent after a connection to any signal ends. sender: that signal; receiver (None if it "

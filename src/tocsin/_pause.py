@@ -167,17 +167,20 @@ class Paused:
         with _lock:
             state = _states[self.signal]
             state.frames.remove(frame)
-        held = frame.held
-        if failed and self.on_error == "drop":
-            held = []
-        elif self.reduce is not None and held:
-            held = [self.reduce(held)]
-        with _lock:
-            if state.frames:
-                state.frames[-1].held.extend(held)
-                return []
-            del _states[self.signal]
-        state.remove()
+        held: list[HeldSend] = []
+        try:
+            if not (failed and self.on_error == "drop"):
+                held = [self.reduce(frame.held)] if self.reduce is not None and frame.held else frame.held
+        finally:  # even if reduce raises, the last block must remove the interceptor
+            with _lock:
+                last = not state.frames
+                if last:
+                    del _states[self.signal]
+                else:
+                    state.frames[-1].held.extend(held)
+                    held = []
+            if last:
+                state.remove()
         return held
 
     def __exit__(

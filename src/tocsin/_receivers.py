@@ -234,7 +234,7 @@ def is_async_receiver(receiver: object) -> bool:
     if getattr(target, _ASGIREF_MARKER, None) is not None and _is_asgiref_marked(target):
         return True
     if not isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
-        call = getattr(type(target), "__call__", None)
+        call = getattr(type(target), "__call__", None)  # noqa: B004 - is the type's __call__ async?
         if call is not None and inspect.iscoroutinefunction(call):
             return True
     return False
@@ -296,7 +296,7 @@ _calibrating = False
 
 def calibrate_temporaries(connect_temporary: Callable[[], object]) -> None:
     """Measure the refcount of an inline closure as seen by ``connect()``."""
-    global _TEMPORARY_REFCOUNT, _calibrating  # noqa: PLW0603 - set once at import
+    global _calibrating  # noqa: PLW0603 - set once at import
     _calibrating = True
     try:
         connect_temporary()

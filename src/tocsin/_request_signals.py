@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from ._signal import _DEFAULT, _STALE_TABLE, Signal
+from ._signal import _DEFAULT, Signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,20 +96,11 @@ def _slow_all_quiet(sender: object) -> bool:
 
 
 def is_quiet(signal: Signal, sender: object) -> bool:
-    """Whether a send from *sender* certainly reaches nobody.
+    """Whether a send from *sender* certainly reaches nobody (see ``Signal._is_quiet``).
 
-    Reads the published routing table without taking the lock, like
-    ``Signal.send`` does: an empty plain plan means no receiver and no
-    interceptor. Anything else (receivers, interceptors such as the testing
-    tools) answers False and the caller sends for real. A stale table is
-    rebuilt first, as a send would. ``has_listeners()`` builds lists; the
-    middlewares ask this on every request, so it must cost a dict lookup.
+    Receivers, interceptors such as the testing tools, or a table not yet
+    rebuilt answer False and the caller sends for real. ``has_listeners()``
+    builds lists; the middlewares ask this on every request, so it must cost
+    a dict lookup.
     """
-    routes = signal._routes  # noqa: SLF001 - same package, lock-free read by design
-    if routes is _STALE_TABLE:  # after any connect or disconnect: publish the new table
-        signal._rebuild()  # noqa: SLF001
-        routes = signal._routes  # noqa: SLF001
-    plan = routes.get(id(sender))
-    if plan is None:
-        plan = routes[_DEFAULT]
-    return plan.__class__ is tuple and not plan
+    return signal._is_quiet(sender)  # noqa: SLF001 - same package

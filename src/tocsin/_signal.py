@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Coroutine, Hashable, Iterable
 from functools import partial
 from types import FunctionType, MethodType
 from typing import Any, Final, Literal, TypeVar, overload
@@ -78,11 +79,15 @@ _weakref: Final = weakref.ref
 class _SlowPlan:
     """A plan the fast loop cannot run; ``_send_slow`` handles it."""
 
-    __slots__ = ("entries", "kind")
+    __slots__ = ("async_records", "entries", "kind", "sync_records", "via_records")
 
     def __init__(self, kind: str, entries: tuple[Record, ...] = ()) -> None:
         self.kind = kind
         self.entries = entries
+        # asend's groups, computed once per plan rather than once per send.
+        self.via_records = tuple(r for r in entries if r[R_VIA] is not None)
+        self.async_records = tuple(r for r in entries if r[R_VIA] is None and r[R_ASYNC])
+        self.sync_records = tuple(r for r in entries if r[R_VIA] is None and not r[R_ASYNC])
 
 
 _STALE: Final = _SlowPlan("stale")  # the table must be rebuilt
@@ -95,12 +100,26 @@ _INTERCEPT_TABLE: Final[dict[Hashable, Any]] = {_DEFAULT: _INTERCEPTED}
 _EMPTY_ROUTES: Final[dict[Hashable, Any]] = {_DEFAULT: (), id(_MISSING): _NO_SENDER}
 
 
+def connection_key(rkey: Hashable, skey: Hashable) -> Hashable:
+    """The key of a connection in ``Signal._records`` (``_mute.is_muted`` reads it back).
+
+    ``(receiver key, sender key)``, except for connections to any sender,
+    the most common: the receiver key alone when it is an ``id()`` (no tuple
+    to allocate, 56 bytes less per connection), else ``(receiver key,)``.
+    Ints, 1-tuples and 2-tuples never compare equal, so keys stay distinct.
+    """
+    if skey == _ANY_KEY:
+        return rkey if rkey.__class__ is int else (rkey,)
+    return (rkey, skey)
+
+
 def _published(table: dict[Hashable, Any]) -> dict[Hashable, Any]:
     """The routes send() reads for *table* while no interceptor is installed."""
     # A table always holds the any-sender, default and missing-sender slots.
     if len(table) == 3 and table[_DEFAULT] == ():  # noqa: PLR2004
         return _EMPTY_ROUTES
     return table
+
 
 Plan = Any  # tuple of (deref, func) pairs, or a _SlowPlan
 
@@ -119,6 +138,19 @@ def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
     if any(r[R_VIA] is not None or r[R_ASYNC] for r in records):
         return _SlowPlan("full", tuple(records))
     return tuple((r[R_DEREF], r[R_FUNC]) for r in records)
+
+
+def _check_priority(priority: object) -> int:
+    """Return *priority* as an int, or raise before it is stored.
+
+    A priority that does not sort would make every later send of the signal
+    fail while building its routing table, not the connect() that caused it.
+    """
+    try:
+        return operator.index(priority)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"priority must be an int (higher runs first); got {priority!r}."
+        raise TypeError(msg) from None
 
 
 def _bind(obj: Any, func: Callable[..., Any]) -> Any:
@@ -255,7 +287,7 @@ class Signal:
         via: Callable[[Callable[[], Any]], Any] | None = ...,
     ) -> Callable[[_F], _F]: ...
 
-    def connect(
+    def connect(  # noqa: C901, PLR0912 - the hot path is inlined on purpose (see benchmarks/)
         self,
         receiver: Callable[..., Any] | None = None,
         sender: object = None,
@@ -314,24 +346,27 @@ class Signal:
         else:
             rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
         if via is not None and not callable(via):
-            msg = (
+            msg = (  # type: ignore[unreachable] # typed callers cannot get here; others can
                 f"via= must be a delivery policy: a callable taking one zero-argument callable "
                 f"(for example executor.submit or tocsin.sqlalchemy.on_commit); got {via!r}."
             )
             raise TypeError(msg)
+        if priority.__class__ is not int:
+            priority = _check_priority(priority)
         if dispatch_uid is not None:
             rkey = ("uid", dispatch_uid)
         if sender is None:
             skey: Hashable = _ANY_KEY
             kind: str = "any"
+            key: Hashable = rkey if rkey.__class__ is int else (rkey,)  # inline connection_key()
         else:
             skey, kind = _senders.classify(sender)
-        key = (rkey, skey)
+            key = (rkey, skey)
         lock = self._lock
         lock.acquire()  # not `with`: try/finally is about twice as fast here
         try:
             if self._dead:
-                self._sweep()
+                _swept = self._sweep()  # freed after the lock is released
             records = self._records
             if kind != "any":
                 if key in records:
@@ -339,14 +374,14 @@ class Signal:
                 anchor = self._hold_sender(skey, kind, sender)
             else:
                 anchor = None
-            # R_SEQ is 0: connection order is the order of _records (see _make_plan).
-            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, 0, kind)
+            # No sequence number: connection order is the order of _records (see _make_plan).
+            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
             # One lookup both checks for a duplicate and inserts.
             if records.setdefault(key, record) is not record:
                 return receiver
             self._table = _STALE_TABLE  # inline _invalidate()
             self._routes = _STALE_TABLE
-            if _meta.watched(self):
+            if _meta.watching and _meta.watched(self):
                 self._meta_pending.append((True, record, receiver))
         finally:
             lock.release()
@@ -381,20 +416,27 @@ class Signal:
         record = self._records.pop(key, None)
         if record is None:
             return None
-        if _meta.watched(self):
+        if _meta.watching and _meta.watched(self):
             self._meta_pending.append((False, record, collected))
         if record[R_SENDER_KIND] in ("weak", "strong"):
             self._release_sender(record[R_SENDER_KEY])
         return record
 
-    def _sweep(self) -> None:
-        """Drop connections whose receiver or sender died. Lock held."""
+    def _sweep(self) -> list[object]:
+        """Drop connections whose receiver or sender died. Lock held.
+
+        Returns the dropped records. Callers keep them until the lock is
+        released: a record may hold the last reference to a strong receiver
+        or sender, whose ``__del__`` may use this signal (and so the lock).
+        """
         self._dead = False
+        dropped: list[object] = []
         for key, record in list(self._records.items()):
             anchor = record[R_SENDER_ANCHOR]
             if record[R_DEREF]() is None or (record[R_SENDER_KIND] == "weak" and anchor() is None):
-                self._remove(key, collected=True)
+                dropped.append(self._remove(key, collected=True))
                 self._invalidate()
+        return dropped
 
     def disconnect(
         self,
@@ -421,13 +463,19 @@ class Signal:
             rkey = _receivers.receiver_key(receiver)
         else:
             rkey = id(receiver)  # inline receiver_key()
-        key = (rkey, _ANY_KEY if sender is None else _senders.send_key(sender))
+        if sender is None:
+            key: Hashable = rkey if rkey.__class__ is int else (rkey,)  # inline connection_key()
+        else:
+            key = (rkey, _senders.send_key(sender))
         lock = self._lock
         lock.acquire()  # not `with`: see connect()
         try:
             if self._dead:
-                self._sweep()
-            if self._remove(key) is None:
+                _swept = self._sweep()  # freed after the lock is released
+            # Keep the record until the lock is released: it may hold the last
+            # reference to a receiver whose __del__ uses this signal.
+            removed = self._remove(key)
+            if removed is None:
                 return False
             self._table = _STALE_TABLE  # inline _invalidate()
             self._routes = _STALE_TABLE
@@ -447,8 +495,8 @@ class Signal:
         rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
         with self._lock:
             if self._dead:
-                self._sweep()
-            return (rkey, _senders.send_key(sender)) in self._records
+                _swept = self._sweep()  # freed after the lock is released
+            return connection_key(rkey, _senders.send_key(sender)) in self._records
 
     # ---- routing -----------------------------------------------------------
 
@@ -458,7 +506,7 @@ class Signal:
             if self._table is not _STALE_TABLE:
                 return self._table
             if self._dead:
-                self._sweep()
+                _swept = self._sweep()  # freed after the lock is released
             # Holding every live sender until the table is published means a
             # sender cannot die between the check below and the publication;
             # when it dies later its callback drops its key from this table.
@@ -489,7 +537,8 @@ class Signal:
             table[id(_MISSING)] = _NO_SENDER
             self._table = table
             self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
-            del alive
+            # `alive` is released on return, after the lock: a sender freed
+            # there may run a __del__ that uses this signal.
             return table
 
     def _invalidate(self) -> None:
@@ -542,10 +591,40 @@ class Signal:
         """
         return bool(self.receivers_for(sender))
 
+    def _is_quiet(self, sender: object) -> bool:
+        """Whether a send from *sender* certainly reaches nobody, right now.
+
+        For integrations that would do work only to send (the request
+        middlewares, the SQLAlchemy model signals): skip it when this says
+        True. Reads the published routes without the lock, as ``send()``
+        does: an empty plain plan means no receiver and no interceptor.
+        Anything else (receivers, interceptors such as ``tocsin.testing``'s,
+        a table being rebuilt concurrently) answers False and the caller
+        sends for real. A stale table is rebuilt first, as a send would, so
+        a receiver connected earlier is always seen. Unlike
+        ``has_listeners()`` it builds no list: a dict lookup.
+        """
+        routes = self._routes
+        if routes is _STALE_TABLE:  # after any connect or disconnect: publish the new table
+            self._rebuild()
+            if self._meta_pending:
+                _meta.flush(self)
+            routes = self._routes
+        plan = routes.get(id(sender))
+        if plan is None:
+            plan = routes[_DEFAULT]
+        return plan.__class__ is tuple and not plan
+
     def connections(self) -> list[Connection]:
         """Return a snapshot of the live connections, in connection order."""
         with self._lock:
+            if self._dead:
+                # Drops what died, and so releases the receivers held strongly
+                # by connections to a dead sender (after the lock is released).
+                _swept = self._sweep()
             records = list(self._records.values())
+        if self._meta_pending:
+            _meta.flush(self)
         result = []
         for record in records:
             receiver = _resolve(record)
@@ -553,7 +632,7 @@ class Signal:
             if record[R_SENDER_KIND] == "any":
                 sender = None
             elif record[R_SENDER_KIND] == "value":
-                sender = record[R_SENDER_KEY][1]  # type: ignore[index]
+                sender = record[R_SENDER_KEY][1]
             else:
                 sender = anchor() if record[R_SENDER_KIND] == "weak" else anchor
             if receiver is None or (record[R_SENDER_KIND] == "weak" and sender is None):
@@ -577,7 +656,7 @@ class Signal:
 
     # ---- sending -----------------------------------------------------------
 
-    def send(self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any) -> list[tuple[Any, Any]]:
+    def send(self, sender: Any = _MISSING, **named: Any) -> list[tuple[Any, Any]]:
         """Call every receiver for *sender* and return ``[(receiver, response)]``.
 
         Receivers run in the sending thread, in priority then connection
@@ -592,14 +671,17 @@ class Signal:
             SendArgumentsError: no sender was given, or ``signal=`` was
                 passed among the named arguments.
         """
-        routes = self._routes
-        if routes is _EMPTY_ROUTES and sender is not _MISSING and signal is _MISSING:
+        # `signal=` is refused (see _check_send_arguments) but looked up in
+        # named, not declared: a keyword-only parameter costs filling in its
+        # default on every call. No receiver at all: done at once.
+        if self._routes is _EMPTY_ROUTES and sender is not _MISSING and "signal" not in named:
             return []
+        routes = self._routes
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
-        if plan.__class__ is not tuple or signal is not _MISSING:
-            return self._send_slow(plan, sender, signal, named, robust=False)
+        if plan.__class__ is not tuple or "signal" in named:
+            return self._send_slow(plan, sender, named.pop("signal", _MISSING), named, robust=False)
         responses = []
         for deref, func in plan:
             receiver = deref()
@@ -609,9 +691,7 @@ class Signal:
                 responses.append((receiver, receiver(signal=self, sender=sender, **named)))
         return responses
 
-    def send_robust(
-        self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any
-    ) -> list[tuple[Any, Any]]:
+    def send_robust(self, sender: Any = _MISSING, **named: Any) -> list[tuple[Any, Any]]:
         """Like :meth:`send`, but a receiver's exception becomes its response.
 
         Every receiver runs. A receiver raising an ``Exception`` subclass has
@@ -624,14 +704,17 @@ class Signal:
             SendArgumentsError: no sender was given, or ``signal=`` was
                 passed among the named arguments.
         """
-        routes = self._routes
-        if routes is _EMPTY_ROUTES and sender is not _MISSING and signal is _MISSING:
+        # `signal=` is refused (see _check_send_arguments) but looked up in
+        # named, not declared: a keyword-only parameter costs filling in its
+        # default on every call. No receiver at all: done at once.
+        if self._routes is _EMPTY_ROUTES and sender is not _MISSING and "signal" not in named:
             return []
+        routes = self._routes
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
-        if plan.__class__ is not tuple or signal is not _MISSING:
-            return self._send_slow(plan, sender, signal, named, robust=True)
+        if plan.__class__ is not tuple or "signal" in named:
+            return self._send_slow(plan, sender, named.pop("signal", _MISSING), named, robust=True)
         responses: list[tuple[Any, Any]] = []
         for deref, func in plan:
             receiver = deref()
@@ -823,36 +906,41 @@ class Signal:
             pairs = [(deref() if func is None else _bind(deref(), func), None) for deref, func in plan]
         return [pair for pair in pairs if pair[0] is not None]
 
-    async def asend(
-        self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any
-    ) -> list[tuple[Any, Any]]:
+    def asend(self, sender: Any = _MISSING, **named: Any) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
         """Send from async code; await sync and async receivers alike.
 
-        Sync receivers run in a worker thread, one after another, so they never
-        block the event loop; async receivers run concurrently (or everything
-        runs in order with ``async_mode="sequential"``). Works under asyncio and
-        trio. The result lists sync receivers first, then async ones. See
-        ``tocsin._async`` for failures and cancellation: the first exception
-        propagates unchanged after the other receivers were stopped.
-        """
-        return await self._asend(sender, signal, named, robust=False)
+        ``await sig.asend(sender, **named)``. Sync receivers run in a worker
+        thread, one after another, so they never block the event loop; async
+        receivers run concurrently (or everything runs in order with
+        ``async_mode="sequential"``). Works under asyncio and trio. The result
+        lists sync receivers first, then async ones. The first exception
+        propagates unchanged after the other receivers were stopped (see
+        docs/async.md for failures and cancellation).
 
-    async def asend_robust(
-        self, sender: Any = _MISSING, *, signal: Any = _MISSING, **named: Any
-    ) -> list[tuple[Any, Any]]:
+        This is a plain method returning the coroutine to await, one frame
+        fewer per send; bad arguments raise when it is called, before any
+        coroutine exists.
+
+        Raises:
+            SendArgumentsError: no sender was given, or ``signal=`` was
+                passed among the named arguments.
+        """
+        return self._asend(sender, named, robust=False)
+
+    def asend_robust(self, sender: Any = _MISSING, **named: Any) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
         """Like :meth:`asend`, but exceptions become responses and are logged.
 
         Never raises for a receiver; cancellation still propagates.
         """
-        return await self._asend(sender, signal, named, robust=True)
+        return self._asend(sender, named, robust=True)
 
-    async def _asend(
-        self, sender: Any, signal: Any, named: dict[str, Any], *, robust: bool
-    ) -> list[tuple[Any, Any]]:
-        self._check_send_arguments(sender, signal, named)
+    def _asend(
+        self, sender: Any, named: dict[str, Any], *, robust: bool
+    ) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
+        self._check_send_arguments(sender, named.pop("signal", _MISSING), named)
         interceptors = self._interceptors
         if not interceptors:
-            return await _async.asend(self, sender, named, robust=robust)
+            return _async.asend(self, sender, named, robust=robust)
         dispatch = _hooks.Dispatch(self, sender, named, robust=robust, is_async=True)
 
         async def proceed(index: int) -> list[tuple[Any, Any]]:
@@ -860,7 +948,7 @@ class Signal:
                 return await _async.asend(self, dispatch.sender, dispatch.named, robust=dispatch.robust)
             return await interceptors[index].asend(dispatch, lambda: proceed(index + 1))
 
-        return await proceed(0)
+        return proceed(0)
 
     def _call_one(self, record: Record, receiver: Any, sender: Any, named: dict[str, Any]) -> Any:
         via = record[R_VIA]

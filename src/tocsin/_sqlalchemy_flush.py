@@ -18,6 +18,7 @@ from sqlalchemy.orm.interfaces import MANYTOONE
 
 from ._sqlalchemy_models import (
     _Config,
+    awaiting,
     class_config,
     m2m_changed,
     post_delete,
@@ -97,26 +98,53 @@ def _pk(obj: Any) -> Any:
 def before_flush(session: Session, flush_context: UOWTransaction, instances: object) -> None:
     state = _FlushState()
     session.info[_FLUSH] = state
-    while _send_pre_signals(session, state):
-        pass
+    with awaiting():
+        while _send_pre_signals(session, state):
+            pass
 
 
 def _send_pre_signals(session: Session, state: _FlushState) -> bool:
     """Send the pre_* signals not sent yet in this flush; return whether any were."""
+    # Classes whose pre_save reaches nobody (no receiver, no interceptor)
+    # are skipped: asked once per class and pass, so a receiver connected by
+    # another receiver is heard by the next pass.
+    quiet: dict[type[Any], bool] = {}
+    sent = _send_pre_save_new(session, state, quiet)
+    sent = _send_pre_save_dirty(session, state, quiet) or sent
+    sent = _send_pre_delete(session, state) or sent
+    return _send_pre_m2m(session, state) or sent
+
+
+def _send_pre_save_new(session: Session, state: _FlushState, quiet: dict[type[Any], bool]) -> bool:
     sent = False
     for obj in list(session.new):
+        cls = type(obj)
+        is_quiet = quiet.get(cls)
+        if is_quiet is None:
+            is_quiet = quiet[cls] = pre_save._is_quiet(cls)  # noqa: SLF001 - same package
+        if is_quiet or id(obj) in state.pre_saved:
+            continue
         config = session_config(session, inspect(obj).mapper)
-        if config is not None and id(obj) not in state.pre_saved:
+        if config is not None:
             state.pre_saved[id(obj)] = obj
             sent = True
-            pre_save.send(
-                type(obj), instance=obj, raw=state.raw, using=config.alias(session), update_fields=None
-            )
+            pre_save.send(cls, instance=obj, raw=state.raw, using=config.alias(session), update_fields=None)
+    return sent
+
+
+def _send_pre_save_dirty(session: Session, state: _FlushState, quiet: dict[type[Any], bool]) -> bool:
+    sent = False
     dirty = [obj for obj in session.dirty if session_config(session, inspect(obj).mapper) is not None]
     for obj in dirty:
         _collect_orphans(obj, state)
     for obj in dirty:
         if id(obj) in state.pre_saved or id(obj) in state.orphans:
+            continue
+        cls = type(obj)
+        is_quiet = quiet.get(cls)
+        if is_quiet is None:
+            is_quiet = quiet[cls] = pre_save._is_quiet(cls)  # noqa: SLF001
+        if is_quiet:
             continue
         mapper = inspect(obj).mapper
         config = session_config(session, mapper)
@@ -125,11 +153,8 @@ def _send_pre_signals(session: Session, state: _FlushState) -> bool:
         if fields:
             state.pre_saved[id(obj)] = obj
             sent = True
-            pre_save.send(
-                type(obj), instance=obj, raw=state.raw, using=config.alias(session), update_fields=fields
-            )
-    sent = _send_pre_delete(session, state) or sent
-    return _send_pre_m2m(session, state) or sent
+            pre_save.send(cls, instance=obj, raw=state.raw, using=config.alias(session), update_fields=fields)
+    return sent
 
 
 def _collect_orphans(obj: Any, state: _FlushState) -> None:
@@ -198,6 +223,8 @@ def _unsaved(prop: RelationshipProperty[Any], obj: Any, role: str) -> ValueError
 
 
 def _send_pre_m2m(session: Session, state: _FlushState) -> bool:
+    if not _touched:  # no collection changed anywhere: skip the walk over the session
+        return False
     sent = False
     for obj in [*session.new, *session.dirty]:
         istate = inspect(obj)
@@ -217,7 +244,7 @@ def _send_m2m_change(
     secondary = prop.secondary
     if not (history.added or history.deleted) or not isinstance(secondary, Table):
         return False
-    if not m2m_changed.has_listeners(secondary):
+    if m2m_changed._is_quiet(secondary):  # noqa: SLF001 - same package; counts interceptors too
         return False
     if _pk(obj) is None:
         raise _unsaved(prop, obj, "instance")
@@ -246,35 +273,51 @@ def _send_m2m_change(
 # ---- inside the flush: record what ran ----------------------------------------
 
 
-def _running(target: Any) -> _FlushState | None:
-    session = inspect(target).session
+def _running(target: InstanceState[Any]) -> _FlushState | None:
+    session = target.session
     return session.info.get(_FLUSH) if session is not None else None
 
 
-def on_before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+# These run once per row, with the row's InstanceState (see _listeners): a
+# class whose post_* signal reaches nobody (no receiver, no interceptor) is
+# not even looked up. Asked per row, so a receiver connected before the
+# flush's SQL runs is heard.
+
+
+def on_before_update(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
+    if post_save._is_quiet(target.class_):  # noqa: SLF001 - same package
+        return
     state = _running(target)
     if state is not None:
         # Again here, so that edits made by pre_save receivers count.
-        state.fields[id(target)] = _changed_fields(target, mapper, relationships=False)
+        obj = target.obj()
+        state.fields[id(obj)] = _changed_fields(obj, mapper, relationships=False)
 
 
-def on_after_insert(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def on_after_insert(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
+    if post_save._is_quiet(target.class_):  # noqa: SLF001
+        return
     state = _running(target)
     if state is not None:
-        state.written.append((target, True, None))
+        state.written.append((target.obj(), True, None))
 
 
-def on_after_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def on_after_update(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
+    if post_save._is_quiet(target.class_):  # noqa: SLF001
+        return
     state = _running(target)
+    obj = target.obj()
     # No changed column (only a collection changed): no UPDATE ran, no signal.
-    if state is not None and state.fields.get(id(target)):
-        state.written.append((target, False, state.fields.pop(id(target))))
+    if state is not None and state.fields.get(id(obj)):
+        state.written.append((obj, False, state.fields.pop(id(obj))))
 
 
-def on_after_delete(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+def on_after_delete(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
+    if post_delete._is_quiet(target.class_):  # noqa: SLF001
+        return
     state = _running(target)
     if state is not None:
-        state.deleted.append(target)
+        state.deleted.append(target.obj())
 
 
 # ---- after the flush: the post_* signals --------------------------------------
@@ -284,6 +327,11 @@ def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> Non
     state: _FlushState | None = session.info.pop(_FLUSH, None)
     if state is None:
         return
+    with awaiting():
+        _send_post_signals(session, state)
+
+
+def _send_post_signals(session: Session, state: _FlushState) -> None:
     for obj, created, fields in state.written:
         config = session_config(session, inspect(obj).mapper)
         if config is not None:
@@ -364,9 +412,11 @@ def on_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     # Like QuerySet.delete(): fetch the rows, signal each, delete, signal each.
     rows = list(session.scalars(query, params=orm_state.parameters or None))
     using = config.alias(session)
-    for obj in rows:
-        pre_delete.send(type(obj), instance=obj, using=using, origin=statement)
+    with awaiting():
+        for obj in rows:
+            pre_delete.send(type(obj), instance=obj, using=using, origin=statement)
     result = orm_state.invoke_statement()
-    for obj in rows:
-        post_delete.send(type(obj), instance=obj, using=using, origin=statement)
+    with awaiting():
+        for obj in rows:
+            post_delete.send(type(obj), instance=obj, using=using, origin=statement)
     return result

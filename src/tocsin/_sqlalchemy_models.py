@@ -32,13 +32,16 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionmaker
+from sqlalchemy.util import concurrency
 
-from ._signal import Signal
+from . import _async
+from ._signal import _EMPTY_ROUTES, Signal
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import async_sessionmaker
+    from sqlalchemy.orm.state import InstanceState
 
 __all__ = [
     "ModelSignal",
@@ -216,6 +219,43 @@ def raw_loading() -> Iterator[None]:
         raw_flag.reset(token)
 
 
+# ---- async receivers under AsyncSession ---------------------------------------
+
+_await_: Final[Callable[[Any], Any]] = getattr(concurrency, "await_", None) or concurrency.await_only
+
+
+def _await_in_greenlet(coro: Any) -> Any:
+    """Run *coro* to completion from sync code inside SQLAlchemy's greenlet."""
+    if concurrency.in_greenlet():
+        return _await_(coro)
+    # Only an async receiver making a sync send of its own gets here.
+    coro.close()
+    msg = (
+        "Signal.send() reached async receivers from inside a running event loop, outside "
+        "SQLAlchemy's greenlet: it cannot wait for them there. Use `await signal.asend(...)`."
+    )
+    raise RuntimeError(msg)
+
+
+@contextlib.contextmanager
+def awaiting() -> Iterator[None]:
+    """Let the sends in this block run async receivers, if inside an AsyncSession's greenlet.
+
+    An AsyncSession runs the sync Session in a greenlet inside the event
+    loop, where ``send()`` would refuse async receivers (it cannot block the
+    loop). There SQLAlchemy's ``await_`` can wait for them instead, as
+    the driver's I/O does: set it as the core's awaiter (see ``_async``).
+    """
+    if not concurrency.in_greenlet():
+        yield
+        return
+    token = _async.awaiter.set(_await_in_greenlet)
+    try:
+        yield
+    finally:
+        _async.awaiter.reset(token)
+
+
 # ---- installation ------------------------------------------------------------
 
 
@@ -233,7 +273,6 @@ class _Config:
 _MARK: Final = "tocsin.sqlalchemy.models"  # Session.info key: the _Config of a sessionmaker install
 _registries: weakref.WeakKeyDictionary[registry, _Config] = weakref.WeakKeyDictionary()
 _everywhere: list[_Config] = []  # set by installs on sessionmakers: class hooks on every mapper
-_hooked: set[int] = set()  # ids of props and classes already hooked (they live as long as the mapper)
 _listening = False
 
 
@@ -318,24 +357,47 @@ def session_config(session: Session, mapper: Mapper[Any]) -> _Config | None:
     return config if config is not None else _registries.get(mapper.registry)
 
 
+def _listeners() -> list[tuple[Any, str, Callable[..., Any], dict[str, bool]]]:
+    from . import _sqlalchemy_flush as flush  # noqa: PLC0415 - it imports this module
+
+    # The per-row listeners take the InstanceState (raw=True) and their return
+    # value is passed on (retval=True, they return None, which SQLAlchemy 2
+    # ignores): then SQLAlchemy calls them directly, without a wrapper.
+    per_row = {"raw": True}
+    mapper_per_row = {"raw": True, "retval": True}
+    return [
+        (Mapper, "mapper_configured", flush.on_configured, {}),
+        (Mapper, "init", _on_init, per_row),
+        (Mapper, "load", _on_load, per_row),
+        (Mapper, "before_update", flush.on_before_update, mapper_per_row),
+        (Mapper, "after_insert", flush.on_after_insert, mapper_per_row),
+        (Mapper, "after_update", flush.on_after_update, mapper_per_row),
+        (Mapper, "after_delete", flush.on_after_delete, mapper_per_row),
+        (Session, "before_flush", flush.before_flush, {}),
+        (Session, "after_flush_postexec", flush.after_flush_postexec, {}),
+        (Session, "after_soft_rollback", flush.after_soft_rollback, {}),
+        (Session, "do_orm_execute", flush.on_orm_execute, {}),
+    ]
+
+
 def _start_listening() -> None:
     global _listening  # noqa: PLW0603 - one set of process-wide listeners
     if _listening:
         return
     _listening = True
-    from . import _sqlalchemy_flush as flush  # noqa: PLC0415 - it imports this module
+    for target, name, listener, options in _listeners():
+        event.listen(target, name, listener, **options)
 
-    event.listen(Mapper, "mapper_configured", flush.on_configured)
-    event.listen(Mapper, "init", _on_init)
-    event.listen(Mapper, "load", _on_load)
-    event.listen(Mapper, "before_update", flush.on_before_update)
-    event.listen(Mapper, "after_insert", flush.on_after_insert)
-    event.listen(Mapper, "after_update", flush.on_after_update)
-    event.listen(Mapper, "after_delete", flush.on_after_delete)
-    event.listen(Session, "before_flush", flush.before_flush)
-    event.listen(Session, "after_flush_postexec", flush.after_flush_postexec)
-    event.listen(Session, "after_soft_rollback", flush.after_soft_rollback)
-    event.listen(Session, "do_orm_execute", flush.on_orm_execute)
+
+def _stop_listening() -> None:
+    """Remove the process-wide listeners (benchmarks/bench_sqlalchemy.py: SQLAlchemy alone)."""
+    global _listening  # noqa: PLW0603
+    with _lock:
+        if not _listening:
+            return
+        _listening = False
+        for target, name, listener, _ in _listeners():
+            event.remove(target, name, listener)
 
 
 @event.listens_for(Mapper, "after_mapper_constructed")
@@ -356,34 +418,48 @@ def _on_mapped(mapper: Mapper[Any], cls: type[Any]) -> None:
 def _hook_class(mapper: Mapper[Any]) -> None:
     """Wrap the instrumented ``__init__`` of *mapper*'s class to send ``post_init``."""
     cls = mapper.class_
-    if id(cls) in _hooked or "__init__" not in cls.__dict__:
+    instrumented = cls.__dict__.get("__init__")
+    if instrumented is None or getattr(instrumented, "_tocsin_post_init", False):
         return
-    _hooked.add(id(cls))
-    instrumented = cls.__dict__["__init__"]
+
+    signal, nobody = post_init, _EMPTY_ROUTES
 
     @functools.wraps(instrumented)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it is __init__
         instrumented(self, *args, **kwargs)
         # A subclass's __init__ calls this one too: send once, for the real class.
-        if type(self) is cls:
-            post_init.send(sender=cls, instance=self)
+        # Once per object, so no receiver anywhere costs one identity check.
+        if (
+            type(self) is cls
+            and signal._routes is not nobody  # noqa: SLF001 - same package
+            and not signal._is_quiet(cls)  # noqa: SLF001
+        ):
+            signal.send(sender=cls, instance=self)
 
+    __init__._tocsin_post_init = True  # type: ignore[attr-defined]  # noqa: SLF001 - our own marker
     cls.__init__ = __init__
 
 
-def _on_init(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    cls = type(target)
-    if class_config(inspect(cls)) is not None:
+def _on_init(state: InstanceState[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # Once per object: no receiver anywhere costs one identity check, a class
+    # nobody listens to (no receiver, no interceptor) one routing-table lookup.
+    if pre_init._routes is _EMPTY_ROUTES:  # noqa: SLF001 - same package
+        return
+    cls = state.class_
+    if not pre_init._is_quiet(cls) and class_config(state.mapper) is not None:  # noqa: SLF001
         pre_init.send(sender=cls, args=args, kwargs=kwargs)
 
 
-def _on_load(target: Any, context: Any) -> None:  # noqa: ARG001 - the event's signature
-    cls = type(target)
-    mapper = inspect(cls)
+def _on_load(state: InstanceState[Any], context: Any) -> None:  # noqa: ARG001 - the event's signature
+    cls = state.class_
+    if pre_init._is_quiet(cls) and post_init._is_quiet(cls):  # noqa: SLF001 - same package
+        return
+    mapper = state.mapper
     if class_config(mapper) is None:
         return
     # Django's from_db() calls cls(*values): pre_init gets the column values.
-    state_dict = inspect(target).dict
+    state_dict = state.dict
     values = tuple(state_dict.get(attr.key) for attr in mapper.column_attrs)
-    pre_init.send(sender=cls, args=values, kwargs={})
-    post_init.send(sender=cls, instance=target)
+    with awaiting():  # rows an AsyncSession loads: inside its greenlet
+        pre_init.send(sender=cls, args=values, kwargs={})
+        post_init.send(sender=cls, instance=state.obj())

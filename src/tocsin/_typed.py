@@ -77,8 +77,8 @@ class _Validator:
         try:
             self.signature.bind(**dispatch.named)
         except TypeError as exc:
-            expected = ", ".join(self.signature.parameters)
-            msg = f"{name}.send() arguments do not match its spec ({expected}): {exc}."
+            names = ", ".join(self.signature.parameters)
+            msg = f"{name}.send() arguments do not match its spec ({names}): {exc}."
             raise SendArgumentsError(msg) from None
         for key, value in dispatch.named.items():
             expected = self.hints.get(key)

@@ -711,3 +711,38 @@ class TestNothingListening:
             ("pre_delete", "Author"),
             ("post_delete", "Author"),
         ]
+
+
+def test_model_signals_work_without_greenlet():
+    """greenlet is optional (SQLAlchemy's asyncio extra): sync Sessions must not need it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["greenlet"] = None  # as if it were not installed
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+        import tocsin.sqlalchemy as ts
+
+        class Base(DeclarativeBase):
+            pass
+
+        class Row(Base):
+            __tablename__ = "row"
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+        ts.install(Base)
+        seen = []
+        ts.post_save.connect(lambda sender, instance, **kw: seen.append(instance.id), sender=Row, weak=False)
+        engine = create_engine("sqlite://")
+        Base.metadata.create_all(engine)
+        with Session(engine) as s:
+            s.add(Row())
+            s.commit()
+        assert seen == [1], seen
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -224,9 +224,16 @@ def raw_loading() -> Iterator[None]:
 _await_: Final[Callable[[Any], Any]] = getattr(concurrency, "await_", None) or concurrency.await_only
 
 
+def _in_greenlet() -> bool:
+    """Whether this code runs inside an AsyncSession's greenlet (SQLAlchemy's ``greenlet_spawn``)."""
+    # Without greenlet imported there is no such greenlet, and asking would
+    # import it: it is optional (SQLAlchemy's "asyncio" extra).
+    return sys.modules.get("greenlet") is not None and bool(concurrency.in_greenlet())
+
+
 def _await_in_greenlet(coro: Any) -> Any:
     """Run *coro* to completion from sync code inside SQLAlchemy's greenlet."""
-    if concurrency.in_greenlet():
+    if _in_greenlet():
         return _await_(coro)
     # Only an async receiver making a sync send of its own gets here.
     coro.close()
@@ -246,7 +253,7 @@ def awaiting() -> Iterator[None]:
     loop). There SQLAlchemy's ``await_`` can wait for them instead, as
     the driver's I/O does: set it as the core's awaiter (see ``_async``).
     """
-    if not concurrency.in_greenlet():
+    if not _in_greenlet():
         yield
         return
     token = _async.awaiter.set(_await_in_greenlet)

@@ -10,10 +10,12 @@ libraries are left out of these rows.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from _libs import Lib
 from _scenarios import Case, Scenario, Sender, _check_hits, register
+
+if TYPE_CHECKING:
+    from _libs import Lib
 
 BATCH = 20
 N = 10

@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _libs import Lib, all_libs
 import _async_scenarios  # noqa: F401 - registers the async rows
+from _libs import Lib, all_libs
 from _scenarios import SCENARIOS, Case, Scenario
 
 HERE = Path(__file__).resolve().parent

@@ -59,4 +59,7 @@ for handler, response in order_placed.send_robust(sender=Shop, order=4, total=1)
 
 # 5. Weak by default: a receiver's connection goes when the receiver does.
 order_placed.disconnect(flaky_crm_sync)
-print("connections:", [(c.qualname, c.sender.__name__ if c.sender else None) for c in order_placed.connections()])
+print(
+    "connections:",
+    [(c.qualname, c.sender.__name__ if c.sender else None) for c in order_placed.connections()],
+)

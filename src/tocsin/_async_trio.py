@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["asend_trio"]
 
 
-async def asend_trio(signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
+async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
+    signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool
+) -> Responses:
     """Deliver one async send inside ``trio.run``."""
     if signal.async_mode == "sequential":
         responses: Responses = []
@@ -58,14 +60,14 @@ async def asend_trio(signal: Signal, sender: Any, named: dict[str, Any], *, robu
         except trio.Cancelled:
             batch.stopped = True
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded, re-raised unchanged below
             failures.append(exc)
             nursery.cancel_scope.cancel()
 
     async def run_async(index: int, receiver: Any) -> None:
         try:
             results[index] = await _call_async(signal, receiver, sender, named, robust=robust)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded, re-raised unchanged below
             failures.append(exc)
             batch.stopped = True
             nursery.cancel_scope.cancel()
@@ -82,5 +84,5 @@ async def asend_trio(signal: Signal, sender: Any, named: dict[str, Any], *, robu
             await trio.to_thread.run_sync(batch.finished.wait)
         raise failures[0]
     responses.extend(batch.responses)
-    responses.extend((receiver, result) for (receiver, _), result in zip(asyn, results))
+    responses.extend((receiver, result) for (receiver, _), result in zip(asyn, results, strict=True))
     return responses

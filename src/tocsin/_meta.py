@@ -97,7 +97,7 @@ def _sender_of(record: Record) -> Any:
 
 def flush(signal: Signal) -> None:
     """Send the meta-signals queued on *signal*. Call without its lock."""
-    from ._signal import _resolve  # noqa: PLC0415 - _signal imports this module
+    from ._plans import _resolve  # noqa: PLC0415 - _signal imports this module
 
     with signal._lock:  # noqa: SLF001 - _meta owns _meta_pending
         events = list(signal._meta_pending)  # noqa: SLF001

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from ._signal import _DEFAULT, Signal
+from ._plans import _DEFAULT
+from ._signal import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -37,7 +37,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionma
 from sqlalchemy.util import concurrency
 
 from . import _async
-from ._signal import _EMPTY_ROUTES, Signal
+from ._plans import _EMPTY_ROUTES
+from ._signal import Signal
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import async_sessionmaker

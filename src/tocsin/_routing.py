@@ -1,0 +1,258 @@
+"""The routing half of ``Signal``: connection bookkeeping and table rebuilds.
+
+Connections live in ``_records`` (a dict in connection order) under
+``_lock``. A change marks the table stale; the next send rebuilds it under
+the lock. Weak references: a receiver's death only flags the signal for a
+sweep (a weakref callback may run inside any allocation, even one made while
+this thread holds the lock, so it must not take it). A sender's death also
+drops its key from the published table at once, before its id can be
+reused. Objects released while the lock is held are handed back to the
+caller to drop after it is released, so a ``__del__`` using the signal
+cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from . import _hooks, _meta, _mute, _receivers, _senders
+from ._connections import (
+    R_DEREF,
+    R_SENDER_ANCHOR,
+    R_SENDER_KEY,
+    R_SENDER_KIND,
+    Record,
+)
+from ._plans import (
+    _ANY_KEY,
+    _BY_VALUE,
+    _DEFAULT,
+    _INTERCEPT_TABLE,
+    _MISSING,
+    _NO_SENDER,
+    _STALE_TABLE,
+    Plan,
+    _bind,
+    _make_plan,
+    _published,
+    _resolve,
+    _SlowPlan,
+    connection_key,
+)
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+__all__ = ["Routing"]
+
+
+def make_death_callback(signal: Routing) -> Callable[[weakref.ref[Any]], None]:
+    signal_ref = weakref.ref(signal)
+
+    def died(ref: weakref.ref[Any]) -> None:
+        sig = signal_ref()
+        if sig is None:
+            return
+        sig._dead = True  # noqa: SLF001 - the signal's own callback
+        # A dead sender's id may be reused as soon as this returns: drop its
+        # route now. Popping from a dict needs no lock.
+        key = sig._anchor_keys.get(id(ref))  # noqa: SLF001
+        sig._table.pop(key, None)  # noqa: SLF001
+        sig._routes.pop(key, None)  # noqa: SLF001
+        sig._invalidate()  # noqa: SLF001
+
+    return died
+
+
+class Routing:
+    """Connection records and routing tables; ``Signal`` builds on it."""
+
+    _lock: threading.Lock
+    _records: dict[Hashable, Record]
+    _table: dict[Hashable, Plan]
+    _routes: dict[Hashable, Plan]
+    _own_interceptors: tuple[_hooks.Interceptor, ...]
+    _interceptors: tuple[_hooks.Interceptor, ...]
+    _anchor_keys: dict[int, Hashable]
+    _sender_anchors: dict[Hashable, tuple[Any, int]]
+    _dead: bool
+    _muted: dict[Hashable, int]
+    _meta_pending: list[Any]
+    _death_callback: Callable[[weakref.ref[Any]], None]
+    async_mode: Literal["concurrent", "sequential"]
+
+    def _hold_sender(self, skey: Hashable, kind: str, sender: object) -> Any:
+        """Return the anchor of *sender*, shared by all its connections."""
+        if kind in ("any", "value"):
+            return None
+        held = self._sender_anchors.get(skey)
+        if held is not None:
+            self._sender_anchors[skey] = (held[0], held[1] + 1)
+            return held[0]
+        anchor = weakref.ref(sender, self._death_callback) if kind == "weak" else sender
+        self._sender_anchors[skey] = (anchor, 1)
+        if kind == "weak":
+            self._anchor_keys[id(anchor)] = skey
+        return anchor
+
+    def _release_sender(self, skey: Hashable) -> None:
+        anchor, uses = self._sender_anchors[skey]
+        if uses > 1:
+            self._sender_anchors[skey] = (anchor, uses - 1)
+            return
+        del self._sender_anchors[skey]
+        self._anchor_keys.pop(id(anchor), None)
+
+    def _remove(self, key: Hashable, *, collected: bool = False) -> Record | None:
+        """Drop the connection *key* and return its record (None if absent). Lock held."""
+        record = self._records.pop(key, None)
+        if record is None:
+            return None
+        if _meta.watching and _meta.watched(cast("Signal", self)):
+            self._meta_pending.append((False, record, collected))
+        if record[R_SENDER_KIND] in ("weak", "strong"):
+            self._release_sender(record[R_SENDER_KEY])
+        return record
+
+    def _sweep(self) -> list[object]:
+        """Drop connections whose receiver or sender died. Lock held.
+
+        Returns the dropped records. Callers keep them until the lock is
+        released: a record may hold the last reference to a strong receiver
+        or sender, whose ``__del__`` may use this signal (and so the lock).
+        """
+        self._dead = False
+        dropped: list[object] = []
+        for key, record in list(self._records.items()):
+            anchor = record[R_SENDER_ANCHOR]
+            if record[R_DEREF]() is None or (record[R_SENDER_KIND] == "weak" and anchor() is None):
+                dropped.append(self._remove(key, collected=True))
+                self._invalidate()
+        return dropped
+
+    def _is_connected(
+        self, receiver: Callable[..., Any], sender: object, dispatch_uid: Hashable | None
+    ) -> bool:
+        """Whether ``connect()`` with these arguments would be a duplicate.
+
+        Lets ``@receiver`` undo only the connections it made itself.
+        """
+        rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
+        with self._lock:
+            if self._dead:
+                _swept = self._sweep()  # freed after the lock is released
+            return connection_key(rkey, _senders.send_key(sender)) in self._records
+
+    def _rebuild(self) -> dict[Hashable, Plan]:
+        """Publish a routing table for the current connections."""
+        with self._lock:
+            if self._table is not _STALE_TABLE:
+                return self._table
+            if self._dead:
+                _swept = self._sweep()  # freed after the lock is released
+            # Holding every live sender until the table is published means a
+            # sender cannot die between the check below and the publication;
+            # when it dies later its callback drops its key from this table.
+            alive: list[Any] = []
+            any_records: list[tuple[int, Record]] = []
+            by_sender: dict[Hashable, list[tuple[int, Record]]] = {}
+            by_value = False
+            for position, (key, record) in enumerate(self._records.items()):
+                if self._muted and _mute.is_muted(self._muted, key, record):
+                    continue
+                anchor = record[R_SENDER_ANCHOR]
+                if record[R_SENDER_KIND] == "any":
+                    any_records.append((position, record))
+                    continue
+                if record[R_SENDER_KIND] == "weak":
+                    sender = anchor()
+                    if sender is None:
+                        continue
+                    alive.append(sender)
+                by_value = by_value or record[R_SENDER_KIND] == "value"
+                by_sender.setdefault(record[R_SENDER_KEY], []).append((position, record))
+            table: dict[Hashable, Plan] = {
+                skey: _make_plan(any_records + records) for skey, records in by_sender.items()
+            }
+            any_plan = _make_plan(any_records)
+            table[_senders.ANY_KEY] = any_plan
+            table[_DEFAULT] = _BY_VALUE if by_value else any_plan
+            table[id(_MISSING)] = _NO_SENDER
+            self._table = table
+            self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
+            # `alive` is released on return, after the lock: a sender freed
+            # there may run a __del__ that uses this signal.
+            return table
+
+    def _invalidate(self) -> None:
+        # Order matters for lock-free readers: a send reading _routes after
+        # this sees the stale table and rebuilds.
+        self._table = _STALE_TABLE
+        self._routes = _STALE_TABLE
+
+    def _plan_for(self, sender: object) -> Plan:
+        routes = self._table
+        if routes is _STALE_TABLE:
+            routes = self._rebuild()
+            if self._meta_pending:
+                _meta.flush(cast("Signal", self))
+        plan = routes.get(id(sender))
+        if plan is None:
+            plan = routes[_DEFAULT]
+            if plan is _BY_VALUE:
+                value_key = _senders.value_key(sender)
+                # The any-sender plan of this same table: a plan kept on self
+                # would hold disconnected receivers alive until the next rebuild.
+                any_plan = routes[_ANY_KEY]
+                plan = routes.get(value_key, any_plan) if value_key is not None else any_plan
+        return plan
+
+    def _records_for(self, sender: object) -> Iterable[Record]:
+        """The records a send from *sender* would call, in order."""
+        plan = self._plan_for(sender)
+        if isinstance(plan, _SlowPlan):
+            return plan.entries
+        # Fast plans keep only (deref, func); map back to their records by the
+        # identity of deref, which each record owns. Never by value: a weakref
+        # hashes its referent, which may be unhashable or already dead.
+        by_deref = {id(r[R_DEREF]): r for r in list(self._records.values())}
+        return [by_deref[id(deref)] for deref, _ in plan if id(deref) in by_deref]
+
+    def _is_quiet(self, sender: object) -> bool:
+        """Whether a send from *sender* certainly reaches nobody, right now.
+
+        For integrations that would do work only to send (the request
+        middlewares, the SQLAlchemy model signals): skip it when this says
+        True. Reads the published routes without the lock, as ``send()``
+        does: an empty plain plan means no receiver and no interceptor.
+        Anything else (receivers, interceptors such as ``tocsin.testing``'s,
+        a table being rebuilt concurrently) answers False and the caller
+        sends for real. A stale table is rebuilt first, as a send would, so
+        a receiver connected earlier is always seen. Unlike
+        ``has_listeners()`` it builds no list: a dict lookup.
+        """
+        routes = self._routes
+        if routes is _STALE_TABLE:  # after any connect or disconnect: publish the new table
+            self._rebuild()
+            if self._meta_pending:
+                _meta.flush(cast("Signal", self))
+            routes = self._routes
+        plan = routes.get(id(sender))
+        if plan is None:
+            plan = routes[_DEFAULT]
+        return plan.__class__ is tuple and not plan
+
+    def _entries_for(self, sender: object) -> list[tuple[Any, Record | None]]:
+        """Live ``(receiver, record)`` pairs for *sender*, in call order.
+
+        The record is None for plain immediate sync receivers.
+        """
+        plan = self._plan_for(sender)
+        if isinstance(plan, _SlowPlan):
+            pairs: list[tuple[Any, Record | None]] = [(_resolve(r), r) for r in plan.entries]
+        else:
+            pairs = [(deref() if func is None else _bind(deref(), func), None) for deref, func in plan]
+        return [pair for pair in pairs if pair[0] is not None]

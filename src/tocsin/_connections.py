@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._delivery import DeliveryPolicy
 
 __all__ = ["Connection"]
 
@@ -53,7 +56,7 @@ class Connection:
     weak: bool
     dispatch_uid: Hashable | None
     priority: int
-    via: Callable[[Callable[[], Any]], Any] | None
+    via: DeliveryPolicy | None
     is_async: bool
     module: str
     qualname: str

@@ -6,6 +6,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
+    from ._delivery import DeliveryPolicy
     from ._signal import Signal
 
 __all__ = ["receiver"]
@@ -20,7 +21,7 @@ def receiver(
     weak: bool = True,
     dispatch_uid: Hashable | None = None,
     priority: int = 0,
-    via: Callable[[Callable[[], Any]], Any] | None = None,
+    via: DeliveryPolicy | None = None,
 ) -> Callable[[_F], _F]:
     """Connect the decorated function to *signal* (or to each of a list).
 

@@ -35,9 +35,6 @@ __all__ = ["Deferred", "DeferredCall", "DeliveryPolicy"]
 
 _T = TypeVar("_T")
 
-#: A delivery policy: schedules a zero-argument callable, returns a handle.
-DeliveryPolicy = Callable[[Callable[[], Any]], Any]
-
 
 class DeferredCall:
     """A receiver call captured at send time, to be run by a delivery policy.
@@ -80,3 +77,9 @@ class Deferred(Generic[_T]):
 
     def __repr__(self) -> str:
         return f"<Deferred {self.call.receiver!r} handle={self.handle!r}>"
+
+
+#: A delivery policy: takes the :class:`DeferredCall` (a zero-argument
+#: callable) and schedules it; what it returns becomes ``Deferred.handle``.
+#: ``on_commit``, ``executor.submit`` and ``list.append`` all fit.
+DeliveryPolicy = Callable[[DeferredCall], Any]

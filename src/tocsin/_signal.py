@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from types import MethodType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _hooks, _meta, _pause, _receivers, _senders
 from ._connections import (
@@ -60,6 +60,9 @@ from ._plans import (
     _weakref,
 )
 from ._routing import make_death_callback
+
+if TYPE_CHECKING:
+    from ._delivery import DeliveryPolicy
 
 __all__ = ["Signal"]
 
@@ -158,7 +161,7 @@ class Signal(Dispatching):
         dispatch_uid: Hashable | None = ...,
         *,
         priority: int = ...,
-        via: Callable[[Callable[[], Any]], Any] | None = ...,
+        via: DeliveryPolicy | None = ...,
     ) -> _F: ...
 
     @overload
@@ -170,7 +173,7 @@ class Signal(Dispatching):
         dispatch_uid: Hashable | None = ...,
         *,
         priority: int = ...,
-        via: Callable[[Callable[[], Any]], Any] | None = ...,
+        via: DeliveryPolicy | None = ...,
     ) -> Callable[[_F], _F]: ...
 
     def connect(  # noqa: C901, PLR0912 - the hot path is inlined on purpose (see benchmarks/)
@@ -181,7 +184,7 @@ class Signal(Dispatching):
         dispatch_uid: Hashable | None = None,
         *,
         priority: int = 0,
-        via: Callable[[Callable[[], Any]], Any] | None = None,
+        via: DeliveryPolicy | None = None,
     ) -> Any:
         """Connect *receiver* to this signal and return it.
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import async_sessionmaker
     from sqlalchemy.orm.state import InstanceState
 
+    from ._delivery import DeliveryPolicy
+
 __all__ = [
     "ModelSignal",
     "class_prepared",
@@ -106,7 +108,7 @@ class ModelSignal(Signal):
         dispatch_uid: Hashable | None = ...,
         *,
         priority: int = ...,
-        via: Callable[[Callable[[], Any]], Any] | None = ...,
+        via: DeliveryPolicy | None = ...,
     ) -> _F: ...
 
     @overload
@@ -118,7 +120,7 @@ class ModelSignal(Signal):
         dispatch_uid: Hashable | None = ...,
         *,
         priority: int = ...,
-        via: Callable[[Callable[[], Any]], Any] | None = ...,
+        via: DeliveryPolicy | None = ...,
     ) -> Callable[[_F], _F]: ...
 
     def connect(
@@ -129,7 +131,7 @@ class ModelSignal(Signal):
         dispatch_uid: Hashable | None = None,
         *,
         priority: int = 0,
-        via: Callable[[Callable[[], Any]], Any] | None = None,
+        via: DeliveryPolicy | None = None,
     ) -> Any:
         """Connect *receiver*; *sender* may be a mapped class or a string naming one.
 

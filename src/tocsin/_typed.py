@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
     from typing import Concatenate
 
+    from ._delivery import DeliveryPolicy
     from ._hooks import Dispatch, Responses
 
 __all__ = ["TypedSignal", "typed_signal"]
@@ -159,7 +160,7 @@ class TypedSignal(Signal, Generic[P]):
             dispatch_uid: Hashable | None = ...,
             *,
             priority: int = ...,
-            via: Callable[[Callable[[], Any]], Any] | None = ...,
+            via: DeliveryPolicy | None = ...,
         ) -> Callable[Concatenate[Any, P], _R]: ...
 
         @overload
@@ -171,7 +172,7 @@ class TypedSignal(Signal, Generic[P]):
             dispatch_uid: Hashable | None = ...,
             *,
             priority: int = ...,
-            via: Callable[[Callable[[], Any]], Any] | None = ...,
+            via: DeliveryPolicy | None = ...,
         ) -> Callable[[Callable[Concatenate[Any, P], _R]], Callable[Concatenate[Any, P], _R]]: ...
 
         def connect(self, *args: Any, **kwargs: Any) -> Any: ...

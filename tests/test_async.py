@@ -275,6 +275,35 @@ class TestAsendAsyncio:
 
         asyncio.run(main())
 
+    def test_receiver_raising_before_returning_its_awaitable(self, sig):
+        """A marked receiver that raises when called: siblings are closed, never left un-awaited."""
+        from asgiref.sync import markcoroutinefunction
+
+        started = []
+
+        async def first(**kwargs):
+            started.append("first")
+
+        def broken(**kwargs):
+            raise LookupError("before any await")
+
+        markcoroutinefunction(broken)
+        sig.connect(first)
+        sig.connect(broken)
+
+        async def main():
+            with pytest.raises(LookupError, match="before any await"):
+                await sig.asend(None)
+            await asyncio.sleep(0)  # let the cancelled sibling task finish
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert others == []
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            asyncio.run(main())
+            gc.collect()
+        assert started == []  # the sibling was cancelled before it started
+
     def test_only_async_receivers_and_no_receivers(self, sig):
         assert asyncio.run(sig.asend(None)) == []
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
-import inspect
 import sys
 import threading
 import types
@@ -113,7 +112,8 @@ def split(signal: Signal, sender: Any) -> tuple[list[Entry], list[Entry], list[E
     plan = signal._plan_for(sender)  # noqa: SLF001
     if plan.__class__ is tuple:  # only plain sync receivers
         return [], signal._entries_for(sender), []  # noqa: SLF001
-    return _live(plan.via_records), _live(plan.sync_records), _live(plan.async_records)
+    via, sync, asyn = plan.via_records, plan.sync_records, plan.async_records
+    return (_live(via) if via else []), (_live(sync) if sync else []), (_live(asyn) if asyn else [])
 
 
 def _live(records: tuple[Record, ...]) -> list[Entry]:
@@ -130,7 +130,12 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
     signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool
 ) -> Responses:
     """Deliver one async send (interceptors already applied)."""
-    library = _running_library()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        library = _running_library()
+    else:
+        library = "asyncio"
     if library == "trio":
         from ._async_trio import asend_trio  # noqa: PLC0415 - only under trio
 
@@ -191,20 +196,24 @@ def _start_tasks(
         ]
     # The common case, as cheap as asyncio.gather() of the same coroutines:
     # no wrapper coroutine; exceptions come out of the tasks unchanged.
-    awaitables: list[Any] = []
+    create_task = asyncio.get_running_loop().create_task
+    tasks: list[asyncio.Future[Any]] = []
     try:
         for receiver, _ in entries:
-            awaitables.append(receiver(signal=signal, sender=sender, **named))
+            awaitable = receiver(signal=signal, sender=sender, **named)
+            tasks.append(
+                create_task(awaitable)
+                if type(awaitable) is _CoroutineType
+                else asyncio.ensure_future(awaitable)
+            )
     except BaseException:
-        for awaitable in awaitables:
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()  # never started: close it, no "never awaited" warning
+        # A receiver raised before returning its awaitable: the tasks already
+        # made have not started; cancelling them closes their coroutines
+        # (no "never awaited" warning) when the loop next runs them.
+        for task in tasks:
+            task.cancel()
         raise
-    create_task = asyncio.get_running_loop().create_task
-    return [
-        create_task(awaitable) if type(awaitable) is _CoroutineType else asyncio.ensure_future(awaitable)
-        for awaitable in awaitables
-    ]
+    return tasks
 
 
 async def _call_async(

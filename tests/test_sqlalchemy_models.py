@@ -714,7 +714,7 @@ class TestNothingListening:
 
 
 def test_model_signals_work_without_greenlet():
-    """greenlet is optional (SQLAlchemy's asyncio extra): sync Sessions must not need it."""
+    """greenlet is optional (SQLAlchemy's asyncio extra): sync Sessions and on_commit must not need it."""
     import subprocess
     import sys
     import textwrap
@@ -743,6 +743,18 @@ def test_model_signals_work_without_greenlet():
             s.add(Row())
             s.commit()
         assert seen == [1], seen
+
+        # on_commit and via=on_commit too (they ask whether they run in a greenlet)
+        ran = []
+        ts.post_save.connect(
+            lambda sender, instance, **kw: ran.append(("deferred", instance.id)),
+            sender=Row, weak=False, via=ts.on_commit,
+        )
+        with Session(engine) as s:
+            with s.begin():
+                s.add(Row())
+                ts.on_commit(lambda: ran.append("callback"), session=s)
+        assert ran == ["callback", ("deferred", 2)] or ran == [("deferred", 2), "callback"], ran
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

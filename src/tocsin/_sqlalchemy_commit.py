@@ -42,17 +42,29 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import UnmappedInstanceError
-from sqlalchemy.util.concurrency import in_greenlet as _in_greenlet
+from sqlalchemy.util import concurrency
 
 from ._delivery import DeferredCall
 from ._receivers import qualified_name
 from .exceptions import DispatchError
+
+
+def in_greenlet() -> bool:
+    """Whether this code runs inside an AsyncSession's greenlet (SQLAlchemy's ``greenlet_spawn``).
+
+    Without greenlet imported there is no such greenlet, and asking SQLAlchemy
+    would raise ImportError: SQLAlchemy 2.1 installs greenlet only with its
+    ``asyncio`` extra, and plain sync Sessions must work without it.
+    """
+    return sys.modules.get("greenlet") is not None and bool(concurrency.in_greenlet())
+
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -207,7 +219,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 def _call(func: Callable[[], Any]) -> Any:
     result = func()
     if inspect.isawaitable(result):
-        if _in_greenlet():
+        if in_greenlet():
             return _await(result)
         if inspect.iscoroutine(result):
             result.close()
@@ -322,7 +334,7 @@ class _SendLater:
 
     def __call__(self) -> list[tuple[Any, Any]]:
         sig = self.signal
-        if _in_greenlet():  # under AsyncSession: async receivers can be awaited here
+        if in_greenlet():  # under AsyncSession: async receivers can be awaited here
             sending = sig.asend_robust if self.robust else sig.asend
             return _await(sending(self.sender, **self.named))
         return (sig.send_robust if self.robust else sig.send)(self.sender, **self.named)

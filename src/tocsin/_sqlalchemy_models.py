@@ -39,6 +39,7 @@ from sqlalchemy.util import concurrency
 from . import _async
 from ._plans import _EMPTY_ROUTES
 from ._signal import Signal
+from ._sqlalchemy_commit import in_greenlet as _in_greenlet
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -225,13 +226,6 @@ def raw_loading() -> Iterator[None]:
 # ---- async receivers under AsyncSession ---------------------------------------
 
 _await_: Final[Callable[[Any], Any]] = getattr(concurrency, "await_", None) or concurrency.await_only
-
-
-def _in_greenlet() -> bool:
-    """Whether this code runs inside an AsyncSession's greenlet (SQLAlchemy's ``greenlet_spawn``)."""
-    # Without greenlet imported there is no such greenlet, and asking would
-    # import it: it is optional (SQLAlchemy's "asyncio" extra).
-    return sys.modules.get("greenlet") is not None and bool(concurrency.in_greenlet())
 
 
 def _await_in_greenlet(coro: Any) -> Any:

@@ -185,6 +185,64 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
     return responses
 
 
+def start(signal: Signal, sender: Any, named: dict[str, Any]) -> Coroutine[Any, Any, Responses]:
+    """The coroutine ``Signal.asend`` returns (interceptors already ruled out).
+
+    When every receiver is async, it is the lean :func:`_async_only`, one
+    frame and one pass from ``asyncio.gather()``; otherwise :func:`asend`.
+    """
+    plan = signal._plan_for(sender)  # noqa: SLF001
+    if (
+        plan.__class__ is not tuple
+        and not plan.via_records
+        and not plan.sync_records
+        and signal.async_mode == "concurrent"
+        and _hooks.receiver_observer is None
+    ):
+        return _async_only(signal, plan.async_records, sender, named)
+    return asend(signal, sender, named, robust=False)
+
+
+async def _async_only(
+    signal: Signal, records: tuple[Record, ...], sender: Any, named: dict[str, Any]
+) -> Responses:
+    """``asend`` when every receiver is async: as close to ``gather()`` as it gets."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # under trio, or no loop at all: the general path says which
+        return await asend(signal, sender, named, robust=False)
+    receivers: list[Any] = []
+    tasks: list[asyncio.Future[Any]] = []
+    try:
+        for record in records:
+            obj = record[R_DEREF]()
+            if obj is None:
+                continue
+            func = record[R_FUNC]
+            receiver = obj if func is None else MethodType(func, obj)
+            awaitable = receiver(signal=signal, sender=sender, **named)
+            receivers.append(receiver)
+            tasks.append(
+                loop.create_task(awaitable)
+                if type(awaitable) is _CoroutineType
+                else asyncio.ensure_future(awaitable)
+            )
+    except BaseException:
+        for task in tasks:  # not started yet: cancelling closes their coroutines
+            task.cancel()
+        raise
+    if not tasks:
+        return []
+    try:
+        results = [await tasks[0]] if len(tasks) == 1 else await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
+    return list(zip(receivers, results, strict=True))
+
+
 def _start_tasks(
     signal: Signal, entries: Sequence[Entry], sender: Any, named: dict[str, Any], *, robust: bool
 ) -> list[asyncio.Future[Any]]:

@@ -191,7 +191,9 @@ class Dispatching(Routing):
             SendArgumentsError: no sender was given, or ``signal=`` was
                 passed among the named arguments.
         """
-        return self._asend(sender, named, robust=False)
+        if sender is _MISSING or "signal" in named or self._interceptors:
+            return self._asend(sender, named, robust=False)
+        return _async.start(self, sender, named)  # type: ignore[arg-type] # a Signal
 
     def asend_robust(
         self, sender: Any = _MISSING, **named: Any

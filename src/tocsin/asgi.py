@@ -60,6 +60,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ._plans import _EMPTY_ROUTES
 from ._request_signals import (
     all_quiet,
     got_request_exception,
@@ -112,8 +113,18 @@ class RequestSignalsMiddleware:
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         """Serve one ASGI connection, sending the signals for ``http`` scopes."""
+        # No receiver and no interceptor on any of the three signals: their
+        # send paths publish the shared empty table. Checked inline, without
+        # a call, because it runs on every request.
+        if scope["type"] != "http" or (
+            request_started._routes is _EMPTY_ROUTES  # noqa: SLF001 - lock-free read by design
+            and request_finished._routes is _EMPTY_ROUTES  # noqa: SLF001
+            and got_request_exception._routes is _EMPTY_ROUTES  # noqa: SLF001
+        ):
+            await self.app(scope, receive, send)
+            return
         sender = self.__class__
-        if scope["type"] != "http" or all_quiet(sender):
+        if all_quiet(sender):
             await self.app(scope, receive, send)
             return
         await self._observe(sender, scope, receive, send)

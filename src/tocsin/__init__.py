@@ -1,8 +1,9 @@
 """tocsin: Django's signal dispatcher for any Python program, done right.
 
 The public API is this flat namespace plus the public submodules
-``tocsin.exceptions`` and ``tocsin.testing``. Everything in ``tocsin._*``
-is private.
+``tocsin.exceptions`` and ``tocsin.testing``, and one module per
+integration, each behind an extra: ``tocsin.sqlalchemy``, ``tocsin.asgi``,
+``tocsin.wsgi``, ``tocsin.otel``. Everything in ``tocsin._*`` is private.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -135,3 +136,46 @@ def test_type_checker(tmp_path: Path) -> None:
             )
     assert unexpected == {}, result.stdout
     assert result.returncode == 1
+
+
+def _pyright() -> list[str] | None:
+    """The pyright command line, or None when pyright cannot run here."""
+    exe = Path(sys.executable).with_name("pyright")
+    if not exe.exists():
+        return None
+    try:
+        probe = subprocess.run(
+            [str(exe), "--version"], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return [str(exe)] if probe.returncode == 0 else None
+
+
+def test_pyright_agrees() -> None:
+    """pyright also accepts typing/pass and flags exactly the marked lines of typing/fail."""
+    command = _pyright()
+    if command is None:
+        pytest.skip("pyright (the PyPI package, which needs node) cannot run here")
+    files = sorted(TYPING.glob("pass/*.py")) + sorted(TYPING.glob("fail/*.py"))
+    result = subprocess.run(
+        [*command, "--outputjson", "--pythonpath", sys.executable, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    flagged = {
+        (Path(d["file"]).name, d["range"]["start"]["line"] + 1)
+        for d in report["generalDiagnostics"]
+        if d["severity"] == "error"
+    }
+    expected = {
+        (path.name, number)
+        for path in files
+        if path.parent.name == "fail"
+        for number in _expected_errors(path)
+    }
+    assert expected, "typing/fail marks no expected error"
+    assert flagged == expected

@@ -116,11 +116,11 @@ class RequestSignalsMiddleware:
         # No receiver and no interceptor on any of the three signals: their
         # send paths publish the shared empty table. Checked inline, without
         # a call, because it runs on every request.
-        if scope["type"] != "http" or (
+        if (
             request_started._routes is _EMPTY_ROUTES  # noqa: SLF001 - lock-free read by design
             and request_finished._routes is _EMPTY_ROUTES  # noqa: SLF001
             and got_request_exception._routes is _EMPTY_ROUTES  # noqa: SLF001
-        ):
+        ) or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         sender = self.__class__

@@ -220,7 +220,9 @@ class TestIdReuse:
             keep.append(obj)  # force new addresses until the old one comes back
             if len(keep) > 2000:
                 keep.clear()
-        pytest.fail("the dead sender's id was never reused")
+        pytest.skip(
+            "this Python never reused the dead object's address here, so id() reuse cannot be provoked"
+        )
 
     @pytest.mark.parametrize("make", [Sender, lambda: Model(1)], ids=["plain", "model"])
     def test_reused_id_gets_nothing(self, sig: tocsin.Signal, make: Any) -> None:

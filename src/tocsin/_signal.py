@@ -222,8 +222,9 @@ class Signal(Dispatching):
             and weak
             and receiver.__code__.co_flags & _KWARGS_OR_ASYNC == _CO_VARKEYWORDS
             and "<" not in receiver.__qualname__  # not a lambda or a closure
-            and not hasattr(receiver, "_is_coroutine_marker")  # markers: see _receivers
-            and not hasattr(receiver, "_is_coroutine")
+            # No attributes set on it: so no coroutine marker (inspect's or
+            # asgiref's, see _receivers) and no functools.wraps wrapper.
+            and not receiver.__dict__
         ):
             # The common receiver, a module-level function: inline what
             # _receivers.prepare() would conclude.

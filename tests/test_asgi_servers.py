@@ -22,33 +22,17 @@ from starlette.requests import Request  # noqa: TC002 - FastAPI reads the annota
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
+from _eventlog import TIMEOUT, EventLog
 from tocsin.asgi import RequestSignalsMiddleware, got_request_exception, request_finished, request_started
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
-TIMEOUT = 5.0
 CHUNK_DELAY = 0.05
 
 
-class Log:
-    """Thread-safe ordered record of signals and app events, with a 'finished' event."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[tuple[str, Any]] = []
-        self.finished = threading.Event()
-
-    def add(self, name: str, detail: Any = None) -> None:
-        with self.lock:
-            self.events.append((name, detail))
-
-    def names(self) -> list[str]:
-        with self.lock:
-            return [name for name, _ in self.events]
-
-    def wait_finished(self) -> None:
-        assert self.finished.wait(TIMEOUT), f"request_finished not sent; events: {self.names()}"
+class Log(EventLog):
+    """The event log, with this server's request-signal receivers."""
 
     # receivers
     def on_started(self, sender: Any, scope: dict[str, Any], **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from _eventlog import TIMEOUT, EventLog
 from tocsin.wsgi import (
     RequestSignalsMiddleware,
     got_request_exception,
@@ -30,28 +31,11 @@ if TYPE_CHECKING:
 flask = pytest.importorskip("flask")
 cheroot_wsgi = pytest.importorskip("cheroot.wsgi")
 
-TIMEOUT = 5.0
 CHUNK_DELAY = 0.05
 
 
-class Log:
-    """Thread-safe ordered record of signals and app events, with a 'finished' event."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[tuple[str, Any]] = []
-        self.finished = threading.Event()
-
-    def add(self, name: str, detail: Any = None) -> None:
-        with self.lock:
-            self.events.append((name, detail))
-
-    def names(self) -> list[str]:
-        with self.lock:
-            return [name for name, _ in self.events]
-
-    def wait_finished(self) -> None:
-        assert self.finished.wait(TIMEOUT), f"request_finished not sent; events: {self.names()}"
+class Log(EventLog):
+    """The event log, with this server's request-signal receivers."""
 
     def on_started(self, sender: Any, environ: dict[str, Any], **kwargs: Any) -> None:
         self.add("request_started", environ["PATH_INFO"])

@@ -14,7 +14,7 @@ Apps:
 Then, for scale, the cost with one sync receiver on request_finished (one
 worker-thread hop per signal with receivers).
 
-Usage: python benchmarks/bench_asgi.py [--quick]  (31 interleaved rounds; the
+Usage: python benchmarks/bench_asgi.py [--quick]  (41 interleaved rounds; the
 machine is noisy, so read the median paired overhead)
 """
 
@@ -130,7 +130,7 @@ def row(name: str, bare: float, wrapped: float, median_diff: float) -> None:
 
 
 async def main(quick: bool) -> None:
-    n, rounds = (5_000, 3) if quick else (30_000, 31)
+    n, rounds = (5_000, 3) if quick else (30_000, 41)
     version = sys.version.split()[0]
     print(f"Python {version}, {n} requests x {rounds} rounds (best round, thread CPU time), no receivers:")
     row("raw ASGI function", *await compare(raw_app, n, rounds, RequestSignalsMiddleware))

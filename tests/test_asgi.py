@@ -402,6 +402,64 @@ class TestPassThrough:
         asyncio.run(app(http_scope("/quiet-again"), no_body, Log().send))
         assert seen == ["/heard"]
 
+    def test_silence_flag_follows_the_tables(self):
+        """The one-global fast path is on while nothing listens, off as soon as anything does."""
+        app = RequestSignalsMiddleware(response_app(b"x"))
+        asyncio.run(app(http_scope("/quiet"), no_body, Log().send))
+        assert tocsin.asgi._silent is True
+        assert tocsin.wsgi._silent is True
+
+        def on_exception(sender: Any, **kwargs: Any) -> None:
+            pass
+
+        got_request_exception.connect(on_exception, sender=object)  # another sender: still not silent
+        try:
+            assert tocsin.asgi._silent is False
+            assert tocsin.wsgi._silent is False
+            asyncio.run(app(http_scope("/other-sender"), no_body, Log().send))
+            assert tocsin.asgi._silent is False  # the slow check answers quiet, the flag stays honest
+        finally:
+            got_request_exception.disconnect(on_exception, sender=object)
+        asyncio.run(app(http_scope("/quiet-again"), no_body, Log().send))
+        assert tocsin.asgi._silent is True
+
+    def test_silence_flag_never_hides_a_receiver_under_threads(self):
+        """Other threads publishing empty tables never leave the flag silent over a connected receiver."""
+        app = RequestSignalsMiddleware(response_app(b"x"))
+        stop = threading.Event()
+
+        def churn(sig: Any) -> None:
+            def transient(sender: Any, **kwargs: Any) -> None:
+                pass
+
+            while not stop.is_set():
+                sig.connect(transient)
+                sig.disconnect(transient)
+                sig.has_listeners()  # rebuilds: publishes the empty table again
+
+        threads = [threading.Thread(target=churn, args=(sig,)) for sig in (request_started, got_request_exception)]
+        heard: list[str] = []
+
+        def steady(sender: Any, scope: dict[str, Any], **kwargs: Any) -> None:
+            heard.append(scope["path"])
+
+        async def requests() -> None:
+            for i in range(100):
+                request_finished.connect(steady)
+                await app(http_scope(f"/{i}"), no_body, Log().send)
+                request_finished.disconnect(steady)
+                await app(http_scope("/unheard"), no_body, Log().send)
+
+        for thread in threads:
+            thread.start()
+        try:
+            asyncio.run(requests())
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert heard == [f"/{i}" for i in range(100)]
+
     def test_capture_sees_sends_without_receivers(self):
         """tocsin.testing.capture (an interceptor) disables the pass-through: sends are recorded."""
         from tocsin.testing import capture

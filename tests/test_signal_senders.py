@@ -60,6 +60,15 @@ class BadHash:
         raise TypeError("no hash for you")
 
 
+class FailingHash:
+    """A __hash__ that fails with something other than TypeError."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        raise ValueError("not ready to be hashed")
+
+
 class Noisy:
     """Records its own death; slotted so the signal must hold it strongly."""
 
@@ -320,6 +329,30 @@ class TestValueSenders:
         assert calls(sig, 0) == []
         assert calls(sig, False) == []
 
+    @pytest.mark.parametrize(
+        ("sender", "twin"),
+        [
+            ((1,), (True,)),
+            ((1, (2,)), (1, (2.0,))),
+            (("a", frozenset({1})), ("a", frozenset({True}))),
+            (frozenset({1, 2.0}), frozenset({1.0, 2})),
+        ],
+        ids=repr,
+    )
+    def test_types_count_inside_tuples_and_frozensets(
+        self, sig: tocsin.Signal, sender: object, twin: object
+    ) -> None:
+        """Equal containers of differently typed items are different senders."""
+        assert sender == twin
+        sig.connect(handler, sender=sender)
+        assert calls(sig, twin) == []
+        assert not sig.has_listeners(twin)
+        assert sig.disconnect(handler, sender=twin) is False
+        assert calls(sig, type(sender)(sender)) == ["handler"]  # type: ignore[call-arg]
+        (connection,) = sig.connections()
+        assert connection.sender is sender
+        assert sig.disconnect(handler, sender=sender) is True
+
     def test_zero_and_false_differ(self, sig: tocsin.Signal) -> None:
         """0 and False are different senders; neither is "any"."""
         sig.connect(handler, sender=0)
@@ -384,7 +417,20 @@ class TestUnhashableSenders:
 class TestOddSenders:
     @pytest.mark.parametrize(
         "sender",
-        [[], {}, set(), Slotted(), SlottedUnhashable(), BadHash(), float("nan"), (1, []), type, None],
+        [
+            [],
+            {},
+            set(),
+            Slotted(),
+            SlottedUnhashable(),
+            BadHash(),
+            FailingHash(),
+            (1, FailingHash()),
+            float("nan"),
+            (1, []),
+            type,
+            None,
+        ],
         ids=repr,
     )
     def test_never_raises(self, sig: tocsin.Signal, sender: object) -> None:
@@ -399,7 +445,7 @@ class TestOddSenders:
         assert sig.has_listeners(sender)
         assert sig.receivers_for(sender) == [handler]
 
-    @pytest.mark.parametrize("sender", [[], {}, Slotted(), (1, [])], ids=repr)
+    @pytest.mark.parametrize("sender", [[], {}, Slotted(), (1, []), FailingHash()], ids=repr)
     def test_connect_to_odd_sender(self, sig: tocsin.Signal, sender: object) -> None:
         """Odd senders can be connected to and sent from."""
         sig.connect(handler, sender=sender)

@@ -7,21 +7,81 @@ framework.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+import threading
+from typing import TYPE_CHECKING, Any, Final
 
-from ._plans import _DEFAULT
+from ._plans import _DEFAULT, _EMPTY_ROUTES
 from ._signal import Signal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
-__all__ = ["all_quiet", "got_request_exception", "is_quiet", "request_finished", "request_started"]
+__all__ = [
+    "all_quiet",
+    "got_request_exception",
+    "is_quiet",
+    "request_finished",
+    "request_started",
+    "watch_silence",
+]
 
-request_started = Signal(
+# Every request asks whether all three signals are silent. Reading three
+# signals' routing tables costs three objects' worth of cache misses in a
+# real app (measured: about 0.1 us per request under Starlette), so the
+# answer is kept in one flag per middleware module, updated whenever any of
+# the three publishes a table.
+_silence_lock = threading.RLock()  # reentrant: a weakref callback may publish mid-update
+_silence_watchers: list[Callable[[bool], None]] = []
+_group: tuple[Signal, ...] = ()  # the three signals, once they exist
+
+
+class _RequestSignal(Signal):
+    """A request signal: publishing a routing table also updates the silence flags."""
+
+    @property
+    def _routes(self) -> dict[Hashable, Any]:
+        routes: dict[Hashable, Any] = self.__dict__["_routes"]
+        return routes
+
+    @_routes.setter
+    def _routes(self, routes: dict[Hashable, Any]) -> None:
+        with _silence_lock:
+            self.__dict__["_routes"] = routes
+            _publish_silence()
+
+
+def _publish_silence() -> None:
+    # Under _silence_lock, after every change to any of the three tables: so
+    # the flags always describe the latest three tables, whichever threads
+    # published them. Allocates nothing (a collection could run callbacks).
+    silent = bool(_group)
+    for signal in _group:
+        if signal.__dict__["_routes"] is not _EMPTY_ROUTES:
+            silent = False
+            break
+    for watcher in _silence_watchers:
+        watcher(silent)
+
+
+def watch_silence(watcher: Callable[[bool], None]) -> None:
+    """Call *watcher* now and after every change with whether all three signals are silent.
+
+    Silent means that each signal's published table is the empty one: no
+    receiver and no interceptor for any sender. ``False`` only says "ask
+    :func:`all_quiet`": a table not yet rebuilt after a change, or receivers
+    for other senders, also read as not silent. The watcher runs under a
+    lock, possibly in any thread; it must only store the value.
+    """
+    with _silence_lock:
+        _silence_watchers.append(watcher)
+        _publish_silence()
+
+
+request_started = _RequestSignal(
     name="request_started",
     doc=("Sent when a request starts, before the application runs. ASGI sends scope=, WSGI sends environ=."),
 )
-request_finished = Signal(
+request_finished = _RequestSignal(
     name="request_finished",
     doc=(
         "Sent exactly once per request, after the last byte of the response was handed "
@@ -29,7 +89,7 @@ request_finished = Signal(
         "ASGI sends scope=, WSGI sends environ=."
     ),
 )
-got_request_exception = Signal(
+got_request_exception = _RequestSignal(
     name="got_request_exception",
     doc=(
         "Sent when an exception escapes the application and becomes a 500 response. "
@@ -38,6 +98,9 @@ got_request_exception = Signal(
     ),
 )
 
+with _silence_lock:
+    _group = (request_started, request_finished, got_request_exception)
+    _publish_silence()
 
 _EMPTY: Final = ()  # CPython's empty tuple is one object; the slow check covers the rest
 

@@ -11,9 +11,11 @@ tocsin uses one rule for connecting and for sending:
   reused (weakref callbacks run before the memory is freed).
 * A hashable sender without weak reference support (``str``, ``int``,
   ``tuple``, ``frozenset``...) is matched by type and equality: ``1``,
-  ``1.0`` and ``True`` are three different senders.
-* Any other sender (``list``, ``dict``, slotted instances) is matched by
-  identity and held strongly while it has connections.
+  ``1.0`` and ``True`` are three different senders, and so are ``(1,)``
+  and ``(True,)`` (types count inside tuples and frozensets too).
+* Any other sender (``list``, ``dict``, slotted instances, objects whose
+  ``__hash__`` fails) is matched by identity and held strongly while it has
+  connections.
 """
 
 from __future__ import annotations
@@ -33,13 +35,31 @@ def _weakrefable(sender: object) -> bool:
     return type(sender).__weakrefoffset__ != 0
 
 
+def _types_inside(value: object) -> object:
+    """What equality ignores in a tuple or frozenset: the types of its items."""
+    if isinstance(value, tuple):
+        return tuple([_types_inside(item) for item in value])
+    if isinstance(value, frozenset):
+        # Pairs, not a set of types: {1, 2.0} and {1.0, 2} hold the same types.
+        return frozenset([(_types_inside(item), item) for item in value])
+    return type(value)
+
+
 def value_key(sender: object) -> Hashable | None:
-    """Return the by-value key of *sender*, or ``None`` if it is keyed by id."""
+    """Return the by-value key of *sender*, or ``None`` if it is keyed by id.
+
+    The sender itself is always item 1 of the key.
+    """
     if _weakrefable(sender):
         return None
     try:
         hash(sender)
-    except TypeError:
+        if isinstance(sender, (tuple, frozenset)):
+            return (type(sender), sender, _types_inside(sender))
+    # Unhashable (TypeError), or a __hash__ that fails some other way (or a
+    # structure too deep to hash): such a sender is matched by identity, and
+    # sending from it must never raise.
+    except Exception:  # noqa: BLE001
         return None
     return (type(sender), sender)
 

@@ -60,12 +60,12 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._plans import _EMPTY_ROUTES
 from ._request_signals import (
     all_quiet,
     got_request_exception,
     request_finished,
     request_started,
+    watch_silence,
 )
 
 if TYPE_CHECKING:
@@ -78,6 +78,18 @@ _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+# Whether none of the three signals has a receiver or an interceptor: read on
+# every request as one module global (see _request_signals.watch_silence).
+_silent = False
+
+
+def _track_silence(silent: bool) -> None:  # noqa: FBT001 - a watcher's signature
+    global _silent  # noqa: PLW0603 - the flag is a global so that reading it is one lookup
+    _silent = silent
+
+
+watch_silence(_track_silence)
 
 
 class RequestSignalsMiddleware:
@@ -113,14 +125,9 @@ class RequestSignalsMiddleware:
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         """Serve one ASGI connection, sending the signals for ``http`` scopes."""
-        # No receiver and no interceptor on any of the three signals: their
-        # send paths publish the shared empty table. Checked inline, without
-        # a call, because it runs on every request.
-        if (
-            request_started._routes is _EMPTY_ROUTES  # noqa: SLF001 - lock-free read by design
-            and request_finished._routes is _EMPTY_ROUTES  # noqa: SLF001
-            and got_request_exception._routes is _EMPTY_ROUTES  # noqa: SLF001
-        ) or scope["type"] != "http":
+        # No receiver and no interceptor on any of the three signals: one
+        # global read, without a call, because it runs on every request.
+        if _silent or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         sender = self.__class__

@@ -46,7 +46,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, cast
 
-from ._request_signals import all_quiet, got_request_exception, request_finished, request_started
+from ._request_signals import (
+    all_quiet,
+    got_request_exception,
+    request_finished,
+    request_started,
+    watch_silence,
+)
 
 __all__ = [
     "RequestSignalsMiddleware",
@@ -63,6 +69,18 @@ _WSGIApp = Callable[[_Environ, _StartResponse], Iterable[bytes]]
 # An exception the Flask relay already reported, so that the middleware does
 # not report it again when Flask re-raises it (PROPAGATE_EXCEPTIONS).
 _REPORTED: Final = "tocsin.reported_exception"
+
+# Whether none of the three signals has a receiver or an interceptor: read on
+# every request as one module global (see _request_signals.watch_silence).
+_silent = False
+
+
+def _track_silence(silent: bool) -> None:  # noqa: FBT001 - a watcher's signature
+    global _silent  # noqa: PLW0603 - the flag is a global so that reading it is one lookup
+    _silent = silent
+
+
+watch_silence(_track_silence)
 
 
 def _report(sender: object, environ: _Environ, exc: Exception) -> None:
@@ -101,6 +119,8 @@ class RequestSignalsMiddleware:
 
     def __call__(self, environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
         """Serve one request; the returned iterable sends ``request_finished`` on close()."""
+        if _silent:
+            return self.app(environ, start_response)
         sender = self.__class__
         if all_quiet(sender):
             return self.app(environ, start_response)

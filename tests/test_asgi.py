@@ -437,7 +437,9 @@ class TestPassThrough:
                 sig.disconnect(transient)
                 sig.has_listeners()  # rebuilds: publishes the empty table again
 
-        threads = [threading.Thread(target=churn, args=(sig,)) for sig in (request_started, got_request_exception)]
+        threads = [
+            threading.Thread(target=churn, args=(sig,)) for sig in (request_started, got_request_exception)
+        ]
         heard: list[str] = []
 
         def steady(sender: Any, scope: dict[str, Any], **kwargs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,13 +121,16 @@ class TestTrace:
         assert "order 99 rejected: bad address 'nobody'" in out  # the program's own output
         lines = timeline.read_text().splitlines()
         assert lines[0] == "tocsin trace: shop_demo.py exited with status 0"
-        assert lines[1].startswith("5 sends, 12 receiver calls, 1 failure, ")
+        assert lines[1].startswith("5 sends, 12 receiver calls, 1 deferred run, 1 failure, ")
         assert " ms  send order_placed sender=shop.models.Order (" in lines[2]
         assert any(" ms    send stock_low sender='stock' (" in line for line in lines)
         assert any(
             line.endswith("shop.mail.send_receipt  FAILED ValueError: bad address 'nobody'") for line in lines
         )
         assert any(line.endswith("raised ValueError: bad address 'nobody'") for line in lines)
+        assert any(
+            re.search(r" ms    deferred shop\.mail\.tell_customer  \(.*\)  ok$", line) for line in lines
+        )
         assert _hooks.receiver_observer is None  # tracing is off again
 
     def test_module_with_arguments_to_stderr(self, capsys):

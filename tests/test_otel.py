@@ -114,6 +114,38 @@ class TestSpans:
         assert relay_span.parent.span_id == spans["send outer"].context.span_id
         assert len({s.context.trace_id for s in spans.values()}) == 1
 
+    def test_deferred_run_is_a_child_of_the_send(self, exporter):
+        """A via= receiver's later run gets its own span under the send span, errors recorded."""
+        exporter, provider = exporter
+        sig = tocsin.Signal(name="saved")
+        tracer = provider.get_tracer("app")
+        pending = []
+
+        def index(sender, **kwargs):
+            with tracer.start_as_current_span("index write"):
+                pass
+            return "indexed"
+
+        sig.connect(index, via=pending.append)
+        sig.connect(boom, via=pending.append)
+        sig.send(sender=None)
+        assert [s.name for s in exporter.get_finished_spans()].count("send saved") == 1
+        handoffs = len(exporter.get_finished_spans())
+        assert pending[0]() == "indexed"
+        with pytest.raises(ValueError, match=r"^boom$"):
+            pending[1]()
+        spans = exporter.get_finished_spans()[handoffs:]
+        send = by_name(exporter)["send saved"]
+        deferred = [s for s in spans if s.attributes.get("tocsin.deferred")]
+        assert [s.name.rsplit(".", 1)[-1] for s in deferred] == ["index", "boom"]
+        for span in deferred:
+            assert span.parent.span_id == send.context.span_id
+            assert span.context.trace_id == send.context.trace_id
+        assert deferred[0].status.status_code == otel_trace.StatusCode.UNSET
+        assert deferred[1].status.status_code == otel_trace.StatusCode.ERROR
+        [write] = [s for s in spans if s.name == "index write"]
+        assert write.parent.span_id == deferred[0].context.span_id
+
     def test_asend(self, exporter):
         """asend: async and sync receivers get child spans of the send span."""
         exporter, _ = exporter

@@ -328,6 +328,26 @@ class TestAsPolicy:
             session.commit()
         assert seen == [["a"]]
 
+    def test_trace_shows_the_run_after_commit(self, maker):
+        """tocsin.trace() reports the on_commit run as a deferred event of the send."""
+        saved = tocsin.Signal(name="saved")
+
+        @tocsin.receiver(saved, sender=Item, via=on_commit)
+        def index(sender, instance, **kwargs):
+            return names(maker)
+
+        with tocsin.trace(level=None) as t, maker() as session:
+            item = Item(name="a")
+            session.add(item)
+            session.flush()
+            saved.send(Item, instance=item)
+            assert t.sends[0].deferred == []
+            session.commit()
+        [run] = t.sends[0].deferred
+        assert run.receiver is index
+        assert run.result == ["a"]
+        assert run.start > t.sends[0].end
+
     @pytest.mark.parametrize("commit_with", ["context manager", "commit()"])
     def test_deferred_receiver_reads_expired_attributes(self, maker, commit_with):
         """The commit expired the instance; the receiver reloads it on its Session."""

@@ -156,6 +156,33 @@ class TestAsyncSession:
 
         run_async_db(body)
 
+    def test_traced_async_receiver_via_on_commit(self, run_async_db):
+        """Under tocsin.trace(), asend hands over in a worker thread and the run after
+        the commit is reported as a deferred event of that send."""
+        saved = tocsin.Signal(name="saved")
+
+        @tocsin.receiver(saved, sender=Note, via=on_commit)
+        async def index(sender, instance, **kwargs):
+            await asyncio.sleep(0)
+            return instance.text
+
+        async def body(engine):
+            maker = await setup(engine)
+            with tocsin.trace(level=None) as t:
+                async with maker() as session:
+                    note = Note(text="a")
+                    session.add(note)
+                    await session.flush()
+                    await saved.asend(Note, instance=note)
+                    await session.commit()
+            [send] = [s for s in t.sends if s.signal is saved]
+            [run] = send.deferred
+            assert run.receiver is index
+            assert run.result == "a"
+            assert run.error is None
+
+        run_async_db(body)
+
     def test_send_on_commit_with_async_receiver(self, run_async_db):
         sig = tocsin.Signal()
         seen = []

@@ -12,7 +12,8 @@ import pytest
 
 import tocsin
 from tocsin import _hooks
-from tocsin._trace import Observer, ReceiverEvent, SendEvent, observe, trace
+from tocsin._observe import Observer, ReceiverEvent, SendEvent, observe
+from tocsin._trace import trace
 
 
 class Recorder(Observer):
@@ -30,6 +31,12 @@ class Recorder(Observer):
 
     def receiver_finished(self, event):
         self.calls.append(("receiver_finished", event))
+
+    def deferred_started(self, event):
+        self.calls.append(("deferred_started", event))
+
+    def deferred_finished(self, event):
+        self.calls.append(("deferred_finished", event))
 
     def kinds(self):
         return [kind for kind, _ in self.calls]
@@ -126,6 +133,89 @@ class TestObserve:
         assert first.result == "ok"
         assert isinstance(second.result, tocsin.Deferred)
         assert len(calls) == 1
+
+    def test_deferred_runs_are_observed_later(self):
+        """A via= receiver's later run is reported as a deferred event of its send,
+        in the thread that runs it, with sends it makes as children of that send."""
+        sig, child = tocsin.Signal(name="saved"), tocsin.Signal(name="child")
+        pending = []
+
+        def index(sender, **kwargs):
+            child.send(sender=sender)
+            return "indexed"
+
+        sig.connect(index, via=pending.append)
+        sig.connect(boom, via=pending.append)
+        recorder = Recorder()
+        with observe(recorder):
+            sig.send(sender=None)
+            assert recorder.kinds() == [
+                "send_started",
+                "receiver_started",
+                "receiver_finished",
+                "receiver_started",
+                "receiver_finished",
+                "send_finished",
+            ]
+            del recorder.calls[:]
+            worker = threading.Thread(target=pending[0])
+            worker.start()
+            worker.join()
+            with pytest.raises(ValueError, match=r"^boom$"):
+                pending[1]()
+        kinds = recorder.kinds()
+        assert kinds == [
+            "deferred_started",
+            "send_started",
+            "send_finished",
+            "deferred_finished",
+            "deferred_started",
+            "deferred_finished",
+        ]
+        run, nested, _, _, failed, _ = (event for _, event in recorder.calls)
+        assert run.deferred
+        assert run.receiver is index
+        assert run.result == "indexed"
+        assert run.error is None
+        assert nested.parent is run.send
+        assert nested.depth == 1
+        assert failed.deferred
+        assert isinstance(failed.error, ValueError)
+        assert run.send.deferred == [run, failed]
+        assert [r.deferred for r in run.send.receivers] == [False, False]
+
+    def test_deferred_run_unobserved_when_the_send_was_not(self):
+        """A call handed over before observing started is run but not reported."""
+        sig = tocsin.Signal()
+        pending = []
+        sig.connect(ok, via=pending.append)
+        sig.send(sender=None)
+        recorder = Recorder()
+        with observe(recorder):
+            assert pending[0]() == "ok"
+        assert recorder.calls == []
+
+    def test_async_deferred_run(self):
+        """An async via= receiver is observed from its first await to its end, in the awaiting task."""
+        sig = tocsin.Signal()
+        pending = []
+
+        async def later(sender, **kwargs):
+            await asyncio.sleep(0)
+            return "later"
+
+        sig.connect(later, via=pending.append)
+        recorder = Recorder()
+        with observe(recorder):
+            sig.send(sender=None)
+            del recorder.calls[:]
+            awaitable = pending[0]()
+            assert recorder.calls == []  # nothing ran yet
+            assert asyncio.run(awaitable) == "later"
+        assert recorder.kinds() == ["deferred_started", "deferred_finished"]
+        event = recorder.calls[1][1]
+        assert event.result == "later"
+        assert event.duration is not None
 
     def test_other_threads(self):
         """Sends from other threads are observed, with the thread's name."""
@@ -269,6 +359,25 @@ class TestTrace:
         assert lines[0].startswith("1 send, 1 receiver call, 0 failures, ")
         assert "send tick sender=None" in lines[1]
         assert lines[2].strip().endswith("test_trace.ok  ok")
+
+    def test_timeline_and_log_show_deferred_runs(self, caplog):
+        """Deferred runs appear in the log and the timeline, failures counted."""
+        sig = tocsin.Signal(name="saved")
+        pending = []
+        sig.connect(boom, via=pending.append)
+        with caplog.at_level(logging.DEBUG, logger="tocsin.trace"), trace() as t:
+            sig.send(sender=None)
+            with pytest.raises(ValueError, match=r"^boom$"):
+                pending[0]()
+        messages = [r.getMessage() for r in caplog.records if r.name == "tocsin.trace"]
+        assert re.fullmatch(
+            r"deferred \S+test_trace\.boom for saved \d+\.\d{3} ms raised ValueError: boom", messages[-1]
+        )
+        lines = t.timeline().splitlines()
+        assert lines[0].startswith("1 send, 1 receiver call, 1 deferred run, 1 failure, ")
+        assert re.search(
+            r"deferred \S+test_trace\.boom  \(\d+\.\d{3} ms\)  FAILED ValueError: boom$", lines[-1]
+        )
 
     def test_record_false(self):
         """record=False keeps nothing."""

@@ -18,12 +18,12 @@ from ._namespace import all_signals as all_signals
 from ._namespace import receiver_connected as receiver_connected
 from ._namespace import receiver_disconnected as receiver_disconnected
 from ._namespace import signal as signal
+from ._observe import Observer as Observer
+from ._observe import ReceiverEvent as ReceiverEvent
+from ._observe import SendEvent as SendEvent
+from ._observe import observe as observe
 from ._pause import HeldSend as HeldSend
 from ._signal import Signal as Signal
-from ._trace import Observer as Observer
-from ._trace import ReceiverEvent as ReceiverEvent
-from ._trace import SendEvent as SendEvent
-from ._trace import observe as observe
 from ._trace import trace as trace
 from ._typed import TypedSignal as TypedSignal
 from ._typed import typed_signal as typed_signal

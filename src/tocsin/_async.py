@@ -277,7 +277,7 @@ def _start_tasks(
 async def _call_async(
     signal: Signal, receiver: Any, sender: Any, named: dict[str, Any], *, robust: bool
 ) -> Any:
-    observer = _hooks.receiver_observer  # tracing, see _trace
+    observer = _hooks.receiver_observer  # tracing, see _observe
     try:
         if observer is None:
             return await receiver(signal=signal, sender=sender, **named)

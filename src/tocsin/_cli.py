@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import _graph, _trace
+from . import _graph, _observe, _trace
 
 __all__ = ["main"]
 
@@ -154,7 +154,7 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
             msg = f"no module named {module!r} (searched sys.path from {Path.cwd()})"
             raise _FailureError(msg)
     tracer = _trace.Trace(level=None)
-    with _trace.observe(tracer):
+    with _observe.observe(tracer):
         status = _run(script, module, program_args)
     what = f"-m {module}" if module is not None else script
     lines = [

@@ -23,6 +23,9 @@ Contract for policies:
   time runs when the policy calls it.
 * What happens to exceptions raised when the call finally runs is the
   policy's business (``concurrent.futures`` keeps them in the future).
+* Observers (``tocsin.observe``, ``tocsin.trace``, ``tocsin.otel``) that saw
+  the send also see each later run, as a deferred receiver event of that
+  send.
 * The core imports no policy; integrations provide them.
 """
 
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
+
+from . import _hooks
 
 __all__ = ["Deferred", "DeferredCall", "DeliveryPolicy"]
 
@@ -40,11 +45,12 @@ class DeferredCall:
     """A receiver call captured at send time, to be run by a delivery policy.
 
     Calling it runs ``receiver(signal=signal, sender=sender, **kwargs)`` and
-    returns the receiver's result. It may be called once or several times;
-    each call runs the receiver again.
+    returns the receiver's result. It may be called once or several times,
+    from any thread; each call runs the receiver again. A call made while an
+    observer is installed is reported to observers of the originating send.
     """
 
-    __slots__ = ("kwargs", "receiver", "sender", "signal")
+    __slots__ = ("_origin", "kwargs", "receiver", "sender", "signal")
 
     def __init__(
         self, receiver: Callable[..., Any], signal: object, sender: object, kwargs: Mapping[str, Any]
@@ -53,8 +59,19 @@ class DeferredCall:
         self.signal = signal
         self.sender = sender
         self.kwargs = dict(kwargs)
+        # The observed send this call came from (see _observe), set by the
+        # signal while observers are installed; None otherwise.
+        self._origin: object | None = None
 
     def __call__(self) -> Any:
+        if self._origin is not None:
+            observer = _hooks.receiver_observer
+            if observer is not None:
+                return observer.call_deferred(self._origin, self)
+        return self.receiver(signal=self.signal, sender=self.sender, **self.kwargs)
+
+    def _run(self) -> Any:
+        # The call itself, for the observer that wraps it (see _observe).
         return self.receiver(signal=self.signal, sender=self.sender, **self.kwargs)
 
     def __repr__(self) -> str:

@@ -164,7 +164,7 @@ class Dispatching(Routing):
                 call = partial(receiver, signal=self, sender=sender, **named)
             else:
                 call = partial(self._call_one, record, receiver, sender, named)
-            observer = _hooks.receiver_observer  # tracing, see _trace
+            observer = _hooks.receiver_observer  # tracing, see _observe
             return call() if observer is None else observer.call(cast("Signal", self), receiver, call)
         except Exception as exc:
             if not robust:
@@ -226,5 +226,8 @@ class Dispatching(Routing):
         via = record[R_VIA]
         if via is not None:
             call = DeferredCall(receiver, self, sender, named)
+            observer = _hooks.receiver_observer
+            if observer is not None:
+                call._origin = observer.origin()  # noqa: SLF001 - same package
             return Deferred(call, via(call))
         return receiver(signal=self, sender=sender, **named)

@@ -9,8 +9,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks, _receivers
+from ._observe import signal_label
 from ._signal import Signal
-from ._trace import _sender_label, signal_label
+from ._trace import _sender_label
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

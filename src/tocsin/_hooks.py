@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ._delivery import DeferredCall
     from ._signal import Signal
 
 __all__ = ["Dispatch", "Interceptor", "add_global_interceptor", "live_signals"]
@@ -125,6 +126,16 @@ class ReceiverObserver(Protocol):
 
     def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
         """Await ``call()`` (an async receiver) and return or raise what it does."""
+
+    def origin(self) -> object | None:
+        """Return what a ``via=`` receiver's later run should be tied to (the send), or None."""
+
+    def call_deferred(self, origin: object, call: DeferredCall) -> Any:
+        """Run *call* (a ``via=`` receiver's deferred run) for the send *origin*.
+
+        Returns what it returns (for an async receiver, an awaitable that
+        finishes the observation when awaited).
+        """
 
 
 # Per-receiver observation (tracing) for the delivery loops of the slow path.

@@ -5,6 +5,8 @@ child span per receiver, named after the receiver's qualified name. Spans a
 receiver starts (a database query, an HTTP call) become children of its
 span. A receiver's exception is recorded on its span (status ERROR), also
 under ``send_robust``; an exception escaping a send marks the send span too.
+A ``via=`` receiver's later run (after commit, in a worker...) gets its own
+span, a child of the send's span, with ``tocsin.deferred`` set.
 
 Example::
 
@@ -19,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _trace
-from ._trace import Observer, ReceiverEvent, SendEvent
+from . import _observe, _trace
+from ._observe import Observer, ReceiverEvent, SendEvent
 
 try:
     from opentelemetry import context as otel_context
@@ -76,7 +78,10 @@ class SpanObserver(Observer):
             "tocsin.robust": event.robust,
             "tocsin.async": event.is_async,
         }
-        event.extra[self] = self._start(f"send {event.label}", attributes)
+        started = self._start(f"send {event.label}", attributes)
+        event.extra[self] = started
+        # Kept after the send ends: the parent of its receivers' deferred runs.
+        event.extra[(self, "span")] = started[0]
 
     def send_finished(self, event: SendEvent) -> None:
         """End the send span, recording an exception that escaped."""
@@ -94,6 +99,24 @@ class SpanObserver(Observer):
         """End the receiver span, recording its exception."""
         self._finish(event.extra, event.error)
 
+    def deferred_started(self, event: ReceiverEvent) -> None:
+        """Start a span for a ``via=`` receiver's later run, a child of its send's span."""
+        parent = event.send.extra.get((self, "span"))
+        context = None if parent is None else otel_trace.set_span_in_context(parent)
+        attributes: dict[str, Any] = {
+            "tocsin.signal": event.send.label,
+            "tocsin.receiver": event.name,
+            "tocsin.deferred": True,
+        }
+        span = self.tracer.start_span(
+            event.name, context=context, kind=otel_trace.SpanKind.INTERNAL, attributes=attributes
+        )
+        event.extra[self] = span, otel_context.attach(otel_trace.set_span_in_context(span))
+
+    def deferred_finished(self, event: ReceiverEvent) -> None:
+        """End the deferred run's span, recording its exception."""
+        self._finish(event.extra, event.error)
+
 
 def instrument(tracer_provider: otel_trace.TracerProvider | None = None) -> Any:
     """Trace every send of every signal with OpenTelemetry spans.
@@ -107,4 +130,4 @@ def instrument(tracer_provider: otel_trace.TracerProvider | None = None) -> Any:
     .. versionadded:: 0.1
 
     """
-    return _trace.observe(SpanObserver(tracer_provider))
+    return _observe.observe(SpanObserver(tracer_provider))

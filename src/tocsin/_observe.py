@@ -307,41 +307,42 @@ class _Hub:
         return _current.get()
 
     def call_deferred(self, origin: object, call: DeferredCall) -> Any:
-        send = cast("SendEvent", origin)
-        event = ReceiverEvent(send, call.receiver, deferred=True)
+        event = ReceiverEvent(cast("SendEvent", origin), call.receiver, deferred=True)
         if _receivers.is_async_receiver(call.receiver):
             return self._await_deferred(event, call)
-        send.deferred.append(event)
-        _notify(self.observers, "deferred_started", event)
-        # Sends the receiver makes are children of the send it came from.
-        token = _current.set(send)
+        token = self._start_deferred(event)
         try:
             event.result = call._run()  # noqa: SLF001 - same package
         except BaseException as exc:
             event.error = exc
             raise
         finally:
-            _current.reset(token)
-            event.end = time.perf_counter()
-            _notify(self.observers, "deferred_finished", event)
+            self._finish_deferred(event, token)
         return event.result
 
     async def _await_deferred(self, event: ReceiverEvent, call: DeferredCall) -> Any:
         # Observed from the first await, in the task that awaits the run.
         event.start = time.perf_counter()
-        event.send.deferred.append(event)
-        _notify(self.observers, "deferred_started", event)
-        token = _current.set(event.send)
+        token = self._start_deferred(event)
         try:
             event.result = await call._run()  # noqa: SLF001 - same package
         except BaseException as exc:
             event.error = exc
             raise
         finally:
-            _current.reset(token)
-            event.end = time.perf_counter()
-            _notify(self.observers, "deferred_finished", event)
+            self._finish_deferred(event, token)
         return event.result
+
+    def _start_deferred(self, event: ReceiverEvent) -> contextvars.Token[SendEvent | None]:
+        event.send.deferred.append(event)
+        _notify(self.observers, "deferred_started", event)
+        # Sends the receiver makes are children of the send it came from.
+        return _current.set(event.send)
+
+    def _finish_deferred(self, event: ReceiverEvent, token: contextvars.Token[SendEvent | None]) -> None:
+        _current.reset(token)
+        event.end = time.perf_counter()
+        _notify(self.observers, "deferred_finished", event)
 
 
 _hub = _Hub()

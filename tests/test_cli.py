@@ -81,12 +81,23 @@ class TestInspect:
         }
 
     def test_path_and_submodule(self, capsys):
-        """A submodule (given as a path) lists the signals it defines or connects to."""
+        """A submodule (given as a path) lists the signals it binds or connects to."""
         status, out, _ = run(capsys, "inspect", "shop/stock.py")
         assert status == 0
-        # stock.py connects to order_placed and defines nothing itself.
+        # stock.py defines nothing: it connects to order_placed and imports stock_low to send it.
         assert [line for line in out.splitlines() if not line.startswith(" ")] == [
             "shop.signals.order_placed  (3 receivers)",
+            "shop.signals.stock_low  (2 receivers)",
+        ]
+
+    def test_reexported_signals_under_their_public_name(self, capsys):
+        """A public module re-exporting a private module's signals lists them, under its name."""
+        status, out, _ = run(capsys, "inspect", "tocsin.asgi")
+        assert status == 0
+        assert [line for line in out.splitlines() if not line.startswith(" ")] == [
+            "tocsin.asgi.got_request_exception  (0 receivers)",
+            "tocsin.asgi.request_finished  (0 receivers)",
+            "tocsin.asgi.request_started  (0 receivers)",
         ]
 
 
@@ -189,7 +200,7 @@ class TestErrors:
         assert (status, out) == (1, "")
         assert err == (
             "tocsin: no signals found in shop.nothing "
-            "(no signal is defined there or connected to a receiver there)\n"
+            "(no signal is defined or imported there, or connected to a receiver defined there)\n"
         )
 
     def test_trace_missing_script_and_module(self, capsys):

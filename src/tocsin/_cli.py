@@ -75,7 +75,7 @@ def _collect(specs: list[str]) -> list[_graph.SignalInfo]:
     if not infos:
         msg = (
             f"no signals found in {', '.join(names)} "
-            "(no signal is defined there or connected to a receiver there)"
+            "(no signal is defined or imported there, or connected to a receiver defined there)"
         )
         raise _FailureError(msg)
     return infos

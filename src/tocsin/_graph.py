@@ -35,9 +35,20 @@ def _within(module: str, prefixes: Iterable[str]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
-def _module_names() -> dict[int, str]:
-    """Map ``id(signal)`` to ``module.attribute`` for signals bound in modules."""
-    best: dict[int, tuple[tuple[bool, bool, int], str]] = {}
+def _is_private(path: str) -> bool:
+    return any(part.startswith("_") for part in path.split("."))
+
+
+def _bindings() -> dict[int, list[str]]:
+    """Map ``id(signal)`` to every ``module.attribute`` bound to it, best name first.
+
+    Best: a public path (a package's ``_private`` module re-exported by a
+    public one loses), then one in the defining module's top-level package
+    (a library's own name for its signal, not an app's import of it), then
+    the defining module's, then one under the signal's own name, then the
+    deepest module, then alphabetical order.
+    """
+    found: dict[int, list[tuple[tuple[bool, bool, bool, bool, int, str], str]]] = {}
     for modname, module in list(sys.modules.items()):
         try:
             attrs = list(vars(module).items())
@@ -45,32 +56,38 @@ def _module_names() -> dict[int, str]:
             continue
         for attr, value in attrs:
             if isinstance(value, Signal):
-                # The defining module's binding wins (packages re-export), then
-                # one under the signal's own name, then the deepest module.
-                score = (modname == getattr(value, "module", None), attr == value.name, modname.count("."))
-                old = best.get(id(value))
-                if old is None or score > old[0]:
-                    best[id(value)] = (score, f"{modname}.{attr}")
-    return {key: name for key, (_, name) in best.items()}
+                path = f"{modname}.{attr}"
+                definer = getattr(value, "module", None) or ""
+                rank = (
+                    _is_private(path),
+                    modname.split(".", 1)[0] != definer.split(".", 1)[0],
+                    modname != definer,
+                    attr != value.name,
+                    -modname.count("."),
+                    path,
+                )
+                found.setdefault(id(value), []).append((rank, path))
+    return {key: [path for _, path in sorted(paths)] for key, paths in found.items()}
 
 
 def collect(modules: list[str]) -> list[SignalInfo]:
     """Find the live signals of *modules*, sorted by name.
 
     That is every signal bound in one of the modules (or their submodules),
-    or that a receiver defined there is connected to.
+    re-exports included, or that a receiver defined there is connected to.
     """
-    names = _module_names()
+    bindings = _bindings()
     found = []
     for signal in _hooks.live_signals():
-        name = names.get(id(signal))
+        paths = bindings.get(id(signal), [])
         connections = signal.connections()
-        defined_in = name.rsplit(".", 1)[0] if name is not None else getattr(signal, "module", None)
-        in_scope = (defined_in is not None and _within(defined_in, modules)) or any(
+        homes: list[str | None] = [path.rsplit(".", 1)[0] for path in paths] or [signal.module]
+        in_scope = any(home is not None and _within(home, modules) for home in homes) or any(
             _within(c.module, modules) for c in connections
         )
         if in_scope:
-            found.append(SignalInfo(signal, name or signal_label(signal), signal.doc, connections))
+            name = paths[0] if paths else signal_label(signal)
+            found.append(SignalInfo(signal, name, signal.doc, connections))
     found.sort(key=lambda info: info.name)
     return found
 

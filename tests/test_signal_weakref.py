@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import functools
 import gc
+import pickle
+import subprocess
+import sys
 import tracemalloc
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -12,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import tocsin
+
+# Module-level: pickled by reference to this name.
+order_placed = tocsin.Signal(name="order_placed")
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -444,6 +450,50 @@ class TestCopy:
         assert clone.changed is holder.changed
         assert clone.listener is not holder.listener
         assert copy.deepcopy(holder.changed) is holder.changed
+
+    def test_copy_returns_same_signal(self, sig: tocsin.Signal) -> None:
+        """copy.copy() of a signal is the signal, like deepcopy."""
+        assert copy.copy(sig) is sig
+
+    def test_pickle_by_reference_keeps_identity_and_receivers(self) -> None:
+        """A module-level signal unpickles as the same object, receivers and all."""
+        listener = Listener()
+        order_placed.connect(listener)
+        try:
+            holder = {"signal": order_placed, "payload": [1, 2]}
+            for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+                clone = pickle.loads(pickle.dumps(holder, protocol=protocol))
+                assert clone["signal"] is order_placed
+                assert clone["payload"] == [1, 2]
+            assert order_placed.receivers_for(None) == [listener]
+        finally:
+            order_placed.disconnect(listener)
+
+    def test_pickle_across_processes(self) -> None:
+        """Another process unpickles the signal its own module binds to that name."""
+        from tocsin.asgi import request_finished
+
+        data = pickle.dumps([request_finished])
+        code = (
+            "import pickle, sys; import tocsin.asgi as a; "
+            "[s] = pickle.loads(sys.stdin.buffer.read()); "
+            "print(s is a.request_finished, s.name)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], input=data, capture_output=True, check=True, timeout=60
+        )
+        assert out.stdout.decode().split() == ["True", "request_finished"]
+
+    def test_pickle_unbound_signal_says_how_to_fix(self) -> None:
+        """A signal no module-level name holds cannot be pickled; the error says why and what to do."""
+        state = {"changed": tocsin.Signal(name="changed")}  # as an object would keep it
+        with pytest.raises(TypeError, match=r"^cannot pickle <Signal 'changed' at 0x[0-9a-f]+>: ") as info:
+            pickle.dumps(state)
+        message = str(info.value)
+        assert "pickled by reference, like functions and classes" in message
+        assert f"no name in module {__name__} is bound to this one" in message
+        assert "Bind it at module level" in message
+        assert "__getstate__" in message
 
     def test_deepcopy_of_connected_signal(self, sig: tocsin.Signal) -> None:
         """Deep-copying works whatever is connected, locks and weakrefs included."""

@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import pkgutil
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -38,11 +39,21 @@ from typing import TYPE_CHECKING, Any
 from ._connections import R_SENDER_ANCHOR, R_SENDER_KEY, R_SENDER_KIND, R_UID, Record
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import CodeType
 
     from ._signal import Signal
 
-__all__ = ["bind", "defining_module", "flush", "refresh", "warn_providing_args", "watched", "watching"]
+__all__ = [
+    "bind",
+    "defining_module",
+    "flush",
+    "reduce_signal",
+    "refresh",
+    "warn_providing_args",
+    "watched",
+    "watching",
+]
 
 # True while a meta-signal may have receivers: the one check connect() and
 # disconnect() make (a module attribute, cheaper than a call). Kept by the
@@ -141,6 +152,35 @@ def defining_module() -> str | None:
         return None
     name = frame.f_globals.get("__name__")
     return name if isinstance(name, str) else None
+
+
+def reduce_signal(signal: Signal) -> tuple[Callable[[str], object], tuple[str]]:
+    """What pickle stores for *signal*: a reference to the module attribute bound to it.
+
+    A signal is an identity, like a function or a class, so it is pickled the
+    way they are: by the name its module binds it to (in the module that
+    constructed it), and unpickled as the object that name holds, with its
+    receivers. That holds across processes too, since the name is looked up
+    again. ``pkgutil.resolve_name`` does the lookup: a stable public name to
+    store in pickles.
+
+    Raises:
+        TypeError: no name in that module is bound to the signal (a signal
+            created inside a function, or kept on an instance).
+    """
+    module = sys.modules.get(signal.module) if signal.module else None
+    if module is not None:
+        for attr, value in list(vars(module).items()):
+            if value is signal:
+                return pkgutil.resolve_name, (f"{signal.module}:{attr}",)
+    where = f"module {signal.module}" if signal.module else "the module that created it"
+    msg = (
+        f"cannot pickle {signal!r}: signals are pickled by reference, like functions and "
+        f"classes, and no name in {where} is bound to this one. Bind it at module level "
+        f"(order_placed = Signal()), or leave it out of what you pickle (define __getstate__) "
+        f"and create or look it up again after loading."
+    )
+    raise TypeError(msg)
 
 
 def warn_providing_args() -> None:

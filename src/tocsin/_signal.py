@@ -150,6 +150,13 @@ class Signal(Dispatching):
         # object that holds one must not fork its receivers.
         return self
 
+    def __copy__(self) -> Signal:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference to its module-level name (see _meta).
+        return _meta.reduce_signal(self)
+
     # ---- connecting ------------------------------------------------------
 
     @overload

@@ -516,3 +516,62 @@ class TestUnhashableReceivers:
         assert sig.receivers_for("s")[1] is two
         assert sig.has_listeners("s")
         assert [r for r, _ in sig.send("s")] == [one, two]
+
+
+class TestConnectedTo:
+    def test_connected_only_inside_the_block(self) -> None:
+        """The receiver hears sends inside the block, not after; the block gets the receiver."""
+        sig = tocsin.Signal()
+        seen: list[object] = []
+        with sig.connected_to(lambda sender, **kwargs: seen.append(sender)) as receiver:
+            sig.send("inside")
+            assert sig.receivers_for(None) == [receiver]
+        sig.send("after")
+        assert seen == ["inside"]
+        assert sig.connections() == []
+
+    def test_sender_and_connect_options(self) -> None:
+        """sender=, priority= and dispatch_uid= mean what they mean for connect()."""
+        sig = tocsin.Signal()
+        sig.connect(other)
+        with sig.connected_to(handler, sender="shop", priority=5, dispatch_uid="uid"):
+            assert [r for r, _ in sig.send("shop")] == [handler, other]
+            assert [r for r, _ in sig.send("elsewhere")] == [other]
+            (mine,) = [c for c in sig.connections() if c.dispatch_uid == "uid"]
+            assert (mine.sender, mine.priority, mine.weak) == ("shop", 5, False)
+        assert [c.receiver for c in sig.connections()] == [other]
+
+    def test_exception_in_the_block_still_disconnects(self) -> None:
+        """However the block ends, the connection it made is removed."""
+        sig = tocsin.Signal()
+        with pytest.raises(KeyError), sig.connected_to(handler):
+            raise KeyError("boom")
+        assert sig.connections() == []
+
+    def test_existing_connection_left_in_place(self) -> None:
+        """A connection made before the block (or by an outer block) is not removed."""
+        sig = tocsin.Signal()
+        sig.connect(handler, sender="shop")
+        with sig.connected_to(handler, sender="shop"):
+            pass
+        assert [(c.receiver, c.sender) for c in sig.connections()] == [(handler, "shop")]
+        with sig.connected_to(other), sig.connected_to(other):
+            pass
+        assert [c.receiver for c in sig.connections()] == [handler]
+
+    def test_other_connections_of_the_receiver_untouched(self) -> None:
+        """Only the block's own connection goes, not the receiver's others (blinker removes them)."""
+        sig = tocsin.Signal()
+        sig.connect(handler, sender="a")
+        with sig.connected_to(handler):
+            pass
+        assert [(c.receiver, c.sender) for c in sig.connections()] == [(handler, "a")]
+
+    def test_bad_receiver_connects_nothing(self) -> None:
+        """Validation happens on entry; nothing is connected and the block does not run."""
+        sig = tocsin.Signal()
+        ran = []
+        with pytest.raises(ReceiverSignatureError), sig.connected_to(no_kwargs):
+            ran.append(True)
+        assert ran == []
+        assert sig.connections() == []

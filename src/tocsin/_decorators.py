@@ -1,15 +1,16 @@
-"""The ``@receiver`` decorator, as in ``django.dispatch``."""
+"""The ``@receiver`` decorator, as in ``django.dispatch``, and ``connected_to``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+import contextlib
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from ._delivery import DeliveryPolicy
     from ._signal import Signal
 
-__all__ = ["receiver"]
+__all__ = ["connected_to", "receiver"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -55,3 +56,25 @@ def receiver(
         return func
 
     return decorator
+
+
+@contextlib.contextmanager
+def connected_to(
+    signal: Signal,
+    receiver: _F,
+    sender: object = None,
+    *,
+    weak: bool = False,
+    dispatch_uid: Hashable | None = None,
+    priority: int = 0,
+    via: DeliveryPolicy | None = None,
+) -> Iterator[_F]:
+    """Connect *receiver* while the ``with`` block runs (see ``Signal.connected_to``)."""
+    # A connection that existed before the block is not ours to undo.
+    fresh = not signal._is_connected(receiver, sender, dispatch_uid)  # noqa: SLF001 - same package
+    signal.connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via)
+    try:
+        yield receiver
+    finally:
+        if fresh:
+            signal.disconnect(receiver, sender, dispatch_uid)

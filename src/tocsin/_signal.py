@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import AbstractContextManager
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from . import _hooks, _meta, _pause, _receivers, _senders
+from . import _decorators, _hooks, _meta, _pause, _receivers, _senders
 from ._connections import (
     R_ASYNC,
     R_PRIORITY,
@@ -332,6 +333,34 @@ class Signal(Dispatching):
         if self._meta_pending:
             _meta.flush(self)
         return True
+
+    def connected_to(
+        self,
+        receiver: _F,
+        sender: object = None,
+        *,
+        weak: bool = False,
+        dispatch_uid: Hashable | None = None,
+        priority: int = 0,
+        via: DeliveryPolicy | None = None,
+    ) -> AbstractContextManager[_F]:
+        """Connect *receiver* for the duration of a ``with`` block.
+
+        ``with sig.connected_to(handler, sender=Order): ...`` connects on
+        entry (arguments as for ``connect()``) and, on exit, however the block
+        ends, removes exactly that connection. A connection that already
+        existed when the block started is left in place; one made by the
+        block is removed even if the same receiver was connected again
+        meanwhile (that second connect was a duplicate and did nothing).
+        Held strongly by default: the block owns the receiver's lifetime.
+
+        Raises:
+            ReceiverNotCallableError: *receiver* is not callable.
+            ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+        """
+        return _decorators.connected_to(
+            self, receiver, sender, weak=weak, dispatch_uid=dispatch_uid, priority=priority, via=via
+        )
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """Return the live receivers a send from *sender* would call, in order.

@@ -36,6 +36,8 @@ robust: list[tuple[Any, Any]] = sig.send_robust(None, value=1)
 removed: bool = sig.disconnect(handler)
 listening: bool = sig.has_listeners()
 connections: list[tocsin.Connection] = sig.connections()
+with sig.connected_to(handler, sender="shop", priority=1) as scoped:
+    scoped_name: str = scoped.__name__
 
 
 async def main() -> None:

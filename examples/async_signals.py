@@ -1,7 +1,8 @@
 """Async receivers: asend() from async code, and send() from sync code.
 
 Sync receivers run in a worker thread (the event loop never blocks); async
-receivers run concurrently. Results list sync receivers first.
+receivers run concurrently. Results list sync receivers first. Last,
+per-request receivers with connected_to(local=True).
 """
 
 import asyncio
@@ -45,3 +46,32 @@ asyncio.run(main())
 print("signal.send(...) from plain sync code runs the async receivers too:")
 for handler, response in user_signed_up.send(sender=None, user="grace"):
     print(f"  {handler.__name__:>20} -> {response}")
+
+
+# Per-request receivers: connected_to(local=True) hears only the sends made by
+# its own task (and the tasks it starts), not the requests running beside it.
+item_added = Signal(name="item_added")
+
+
+async def handle_request(name, items):
+    added = []
+
+    def collect(sender, item, **kwargs):
+        added.append(item)
+
+    with item_added.connected_to(collect, local=True):
+        for item in items:
+            item_added.send(sender=None, item=item)
+            await asyncio.sleep(0)  # let the other requests run in between
+    return f"{name} added {added}"
+
+
+async def serve():
+    return await asyncio.gather(
+        handle_request("request 1", ["tea", "cup"]), handle_request("request 2", ["pot"])
+    )
+
+
+print("connected_to(local=True) in two concurrent requests:")
+for line in asyncio.run(serve()):
+    print(f"  {line}")

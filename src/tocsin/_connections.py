@@ -27,6 +27,7 @@ R_PRIORITY = 6  # int, higher runs first
 R_VIA = 7  # delivery policy or None
 R_ASYNC = 8  # bool: receiver returns an awaitable
 R_SENDER_KIND = 9  # "any", "weak", "value" or "strong" (see _senders)
+R_SCOPE = 10  # the scope of a connected_to(local=True) connection, else None (see _plans)
 # No sequence number: connection order is the order of Signal._records.
 
 # Typed loosely on purpose: fields are read through the R_* constants, which
@@ -49,6 +50,8 @@ class Connection:
         module: module where the receiver is defined.
         qualname: qualified name of the receiver (of its class for objects).
         where: ``"file:line"`` of the definition, or ``None`` if unknown.
+        local: made by ``connected_to(local=True)``: only sends from the
+            context of that ``with`` block reach it.
     """
 
     receiver: Callable[..., Any]
@@ -61,3 +64,4 @@ class Connection:
     module: str
     qualname: str
     where: str | None
+    local: bool = False

@@ -6,11 +6,20 @@ import contextlib
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ._plans import active_scopes
+
 if TYPE_CHECKING:
     from ._delivery import DeliveryPolicy
     from ._signal import Signal
 
 __all__ = ["connected_to", "receiver"]
+
+
+class _Scope:
+    """The identity of one ``connected_to(local=True)`` block (see ``_plans.active_scopes``)."""
+
+    __slots__ = ()
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -64,12 +73,47 @@ def connected_to(
     receiver: _F,
     sender: object = None,
     *,
+    local: bool = False,
     weak: bool = False,
     dispatch_uid: Hashable | None = None,
     priority: int = 0,
     via: DeliveryPolicy | None = None,
 ) -> Iterator[_F]:
-    """Connect *receiver* while the ``with`` block runs (see ``Signal.connected_to``)."""
+    """Connect *receiver* for the duration of a ``with`` block.
+
+    This function is ``Signal.connected_to``: ``with
+    sig.connected_to(handler, sender=Order): ...`` connects on entry
+    (arguments as for ``connect()``) and, on exit, however the block ends,
+    removes exactly that connection. A connection that already existed when
+    the block started is left in place; one made by the block is removed
+    even if the same receiver was connected again meanwhile (that second
+    connect was a duplicate and did nothing). Held strongly by default: the
+    block owns the receiver's lifetime.
+
+    With ``local=True`` only sends made in the block's own context reach
+    the receiver: the thread or asyncio task running the block, and the
+    tasks it starts inside it (they copy its context), not other threads
+    or requests running at the same time. A local connection is always
+    made, separate from any other connection of the same receiver, and
+    removed on exit. While one exists, sends of this signal take the
+    slow path.
+
+    Raises:
+        ReceiverNotCallableError: *receiver* is not callable.
+        ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+    """
+    if local:
+        scope = _Scope()
+        key = signal._connect_scoped(  # noqa: SLF001 - same package
+            receiver, sender, scope, weak=weak, dispatch_uid=dispatch_uid, priority=priority, via=via
+        )
+        token = active_scopes.set(active_scopes.get() | {scope})
+        try:
+            yield receiver
+        finally:
+            signal._disconnect_key(key)  # noqa: SLF001
+            active_scopes.reset(token)
+        return
     # A connection that existed before the block is not ours to undo.
     fresh = not signal._is_connected(receiver, sender, dispatch_uid)  # noqa: SLF001 - same package
     signal.connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via)

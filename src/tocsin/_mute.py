@@ -90,8 +90,9 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
     Contract:
         * Global: a mute applies to every thread and every asyncio task
           while the block is open, like the connection it silences. It is
-          meant for tests and bulk jobs; for per-request behaviour connect
-          receivers with a sender or check a context variable instead.
+          meant for tests and bulk jobs; for per-request behaviour use
+          ``Signal.connected_to(receiver, local=True)`` or connect receivers
+          with a sender instead.
         * Nests: each target counts its open blocks; leaving an inner block
           does not unmute what an outer block muted.
         * Nothing is disconnected: order, priorities and receivers connected

@@ -15,6 +15,7 @@ import inspect
 import operator
 import weakref
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from types import FunctionType, MethodType
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from ._connections import (
     R_DEREF,
     R_FUNC,
     R_PRIORITY,
+    R_SCOPE,
     R_VIA,
     Record,
 )
@@ -48,10 +50,16 @@ _KWARGS_OR_ASYNC: Final = inspect.CO_VARKEYWORDS | inspect.CO_COROUTINE
 _weakref: Final = weakref.ref
 
 
+# The scopes of the connected_to(local=True) blocks open in this context: a
+# local connection is called only by sends made where its scope is active
+# (the block's own thread or task, and the tasks started inside it).
+active_scopes: ContextVar[frozenset[object]] = ContextVar("tocsin_scopes", default=frozenset())
+
+
 class _SlowPlan:
     """A plan the fast loop cannot run; ``_send_slow`` handles it."""
 
-    __slots__ = ("async_records", "entries", "kind", "sync_records", "via_records")
+    __slots__ = ("async_records", "entries", "kind", "scoped", "sync_records", "via_records")
 
     def __init__(self, kind: str, entries: tuple[Record, ...] = ()) -> None:
         self.kind = kind
@@ -60,6 +68,13 @@ class _SlowPlan:
         self.via_records = tuple(r for r in entries if r[R_VIA] is not None)
         self.async_records = tuple(r for r in entries if r[R_VIA] is None and r[R_ASYNC])
         self.sync_records = tuple(r for r in entries if r[R_VIA] is None and not r[R_ASYNC])
+        self.scoped = any(r[R_SCOPE] is not None for r in entries)
+
+    def in_context(self) -> _SlowPlan:
+        """Return the plan without the local connections whose scope is not active here."""
+        active = active_scopes.get()
+        entries = tuple(r for r in self.entries if r[R_SCOPE] is None or r[R_SCOPE] in active)
+        return _SlowPlan(self.kind, entries)
 
 
 _STALE: Final = _SlowPlan("stale")  # the table must be rebuilt
@@ -107,9 +122,17 @@ def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
     # re-inserted), so records carry no sequence number: one int less each.
     entries.sort(key=_sort_key)
     records = [record for _, record in entries]
-    if any(r[R_VIA] is not None or r[R_ASYNC] for r in records):
+    if any(r[R_VIA] is not None or r[R_ASYNC] or r[R_SCOPE] is not None for r in records):
         return _SlowPlan("full", tuple(records))
     return tuple((r[R_DEREF], r[R_FUNC]) for r in records)
+
+
+def _bad_via(via: object) -> TypeError:
+    """The error for a ``via=`` that is not a delivery policy."""
+    return TypeError(
+        f"via= must be a delivery policy: a callable taking one zero-argument callable "
+        f"(for example executor.submit or tocsin.sqlalchemy.on_commit); got {via!r}."
+    )
 
 
 def _check_priority(priority: object) -> int:

@@ -35,7 +35,9 @@ from ._plans import (
     _NO_SENDER,
     _STALE_TABLE,
     Plan,
+    _bad_via,
     _bind,
+    _check_priority,
     _make_plan,
     _published,
     _resolve,
@@ -44,6 +46,7 @@ from ._plans import (
 )
 
 if TYPE_CHECKING:
+    from ._delivery import DeliveryPolicy
     from ._signal import Signal
 
 __all__ = ["Routing"]
@@ -133,6 +136,53 @@ class Routing:
                 self._invalidate()
         return dropped
 
+    def _connect_scoped(
+        self,
+        receiver: Callable[..., Any],
+        sender: object,
+        scope: object,
+        *,
+        weak: bool,
+        dispatch_uid: Hashable | None,
+        priority: int,
+        via: DeliveryPolicy | None,
+    ) -> Hashable:
+        """Make a local connection for *scope* (see ``connected_to``) and return its key.
+
+        What ``connect()`` does, without its inlined fast path: local
+        connections are rare, and each one is new (its key holds *scope*).
+        """
+        rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
+        if via is not None and not callable(via):
+            raise _bad_via(via)
+        priority = _check_priority(priority)
+        if dispatch_uid is not None:
+            rkey = ("uid", dispatch_uid)
+        skey, kind = _senders.classify(sender)
+        key = (rkey, skey, scope)  # never equal to a connect() key: an int, 1- or 2-tuple
+        with self._lock:
+            if self._dead:
+                _swept = self._sweep()  # freed after the lock is released
+            anchor = self._hold_sender(skey, kind, sender)
+            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
+            self._records[key] = (*record, scope)
+            self._invalidate()
+            if _meta.watching and _meta.watched(cast("Signal", self)):
+                self._meta_pending.append((True, self._records[key], receiver))
+        if self._meta_pending:
+            _meta.flush(cast("Signal", self))
+        return key
+
+    def _disconnect_key(self, key: Hashable) -> bool:
+        """Remove the connection stored under *key* (see ``_connect_scoped``)."""
+        with self._lock:
+            removed = self._remove(key)  # kept until the lock is released (see disconnect)
+            if removed is not None:
+                self._invalidate()
+        if self._meta_pending:
+            _meta.flush(cast("Signal", self))
+        return removed is not None
+
     def _is_connected(
         self, receiver: Callable[..., Any], sender: object, dispatch_uid: Hashable | None
     ) -> bool:
@@ -208,6 +258,8 @@ class Routing:
                 # would hold disconnected receivers alive until the next rebuild.
                 any_plan = routes[_ANY_KEY]
                 plan = routes.get(value_key, any_plan) if value_key is not None else any_plan
+        if plan.__class__ is _SlowPlan and plan.scoped:
+            return plan.in_context()  # connected_to(local=True): filtered per send
         return plan
 
     def _records_for(self, sender: object) -> Iterable[Record]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
-from contextlib import AbstractContextManager
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -35,6 +34,7 @@ from . import _decorators, _hooks, _meta, _pause, _receivers, _senders
 from ._connections import (
     R_ASYNC,
     R_PRIORITY,
+    R_SCOPE,
     R_SENDER_ANCHOR,
     R_SENDER_KEY,
     R_SENDER_KIND,
@@ -54,6 +54,7 @@ from ._plans import (
     _MISSING,
     _STALE_TABLE,
     Plan,
+    _bad_via,
     _check_priority,
     _FunctionType,
     _MethodType,
@@ -244,11 +245,7 @@ class Signal(Dispatching):
         else:
             rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
         if via is not None and not callable(via):
-            msg = (  # type: ignore[unreachable] # typed callers cannot get here; others can
-                f"via= must be a delivery policy: a callable taking one zero-argument callable "
-                f"(for example executor.submit or tocsin.sqlalchemy.on_commit); got {via!r}."
-            )
-            raise TypeError(msg)
+            raise _bad_via(via)  # typed callers cannot get here; others can
         if priority.__class__ is not int:
             priority = _check_priority(priority)
         if dispatch_uid is not None:
@@ -273,7 +270,7 @@ class Signal(Dispatching):
             else:
                 anchor = None
             # No sequence number: connection order is the order of _records (see _make_plan).
-            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
+            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind, None)
             # One lookup both checks for a duplicate and inserts.
             if records.setdefault(key, record) is not record:
                 return receiver
@@ -334,33 +331,8 @@ class Signal(Dispatching):
             _meta.flush(self)
         return True
 
-    def connected_to(
-        self,
-        receiver: _F,
-        sender: object = None,
-        *,
-        weak: bool = False,
-        dispatch_uid: Hashable | None = None,
-        priority: int = 0,
-        via: DeliveryPolicy | None = None,
-    ) -> AbstractContextManager[_F]:
-        """Connect *receiver* for the duration of a ``with`` block.
-
-        ``with sig.connected_to(handler, sender=Order): ...`` connects on
-        entry (arguments as for ``connect()``) and, on exit, however the block
-        ends, removes exactly that connection. A connection that already
-        existed when the block started is left in place; one made by the
-        block is removed even if the same receiver was connected again
-        meanwhile (that second connect was a duplicate and did nothing).
-        Held strongly by default: the block owns the receiver's lifetime.
-
-        Raises:
-            ReceiverNotCallableError: *receiver* is not callable.
-            ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
-        """
-        return _decorators.connected_to(
-            self, receiver, sender, weak=weak, dispatch_uid=dispatch_uid, priority=priority, via=via
-        )
+    # A context manager function used as a method: see _decorators.
+    connected_to = _decorators.connected_to
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """Return the live receivers a send from *sender* would call, in order.
@@ -413,6 +385,7 @@ class Signal(Dispatching):
                     module=module,
                     qualname=qualname,
                     where=where,
+                    local=record[R_SCOPE] is not None,
                 )
             )
         return result

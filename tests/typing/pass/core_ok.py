@@ -38,6 +38,8 @@ listening: bool = sig.has_listeners()
 connections: list[tocsin.Connection] = sig.connections()
 with sig.connected_to(handler, sender="shop", priority=1) as scoped:
     scoped_name: str = scoped.__name__
+with sig.connected_to(handler, local=True) as local_handler:
+    local_name: str = local_handler.__name__
 
 
 async def main() -> None:

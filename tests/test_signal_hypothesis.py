@@ -62,6 +62,10 @@ class SignalMachine(RuleBasedStateMachine):
         }
         self.model: dict[tuple[Any, str | None], Conn] = {}
         self.seq = 0
+        # Open connected_to() blocks, innermost last: the context manager, the
+        # model key of the connection it made (None if it made none), and the
+        # label of the sender object it holds alive until it exits.
+        self.blocks: list[tuple[Any, Any, Any]] = []
 
     def new_receiver(self, slot: int) -> Receiver:
         return Receiver(f"r{slot}#{next(self.counter)}", self.log)
@@ -109,6 +113,52 @@ class SignalMachine(RuleBasedStateMachine):
         if expected is not None:
             self.release_if_unreferenced(expected.label)
 
+    @rule(
+        slot=st.sampled_from(RECEIVER_SLOTS),
+        kind=st.sampled_from(["call", "method"]),
+        sender=st.sampled_from(SENDER_SLOTS),
+        priority=st.integers(-1, 1),
+        local=st.booleans(),
+    )
+    def enter_block(self, slot: int, kind: str, sender: str | None, priority: int, local: bool) -> None:
+        """Open a connected_to() block (held strongly), global or local to this context."""
+        obj = self.receivers[slot]
+        receiver = obj if kind == "call" else obj.method
+        target = self.senders[sender]
+        block = self.signal.connected_to(receiver, sender=target, priority=priority, local=local)
+        block.__enter__()
+        label = self.sender_label(sender)
+        key: Any = ("local", next(self.counter)) if local else ((obj.label, kind), label)
+        made = local or key not in self.model
+        if made:
+            self.seq += 1
+            self.model[key] = Conn(obj.label, kind, label, True, priority, self.seq)
+        self.blocks.append((block, key if made else None, label if isinstance(target, Sender) else None))
+
+    @rule()
+    def exit_block(self) -> None:
+        """Close the innermost block: exactly the connection it made goes."""
+        if not self.blocks:
+            return
+        block, key, held = self.blocks.pop()
+        block.__exit__(None, None, None)
+        if key is not None:
+            expected = self.model.pop(key, None)
+            if expected is not None:
+                self.release_if_unreferenced(expected.label)
+        if held is not None and not self.sender_alive(held):
+            del block  # the last reference to a replaced sender: it dies now
+            self.model = {k: c for k, c in self.model.items() if c.sender != held}
+
+    def teardown(self) -> None:
+        while self.blocks:  # resets the context variable of local blocks, innermost first
+            self.blocks.pop()[0].__exit__(None, None, None)
+
+    def sender_alive(self, label: str) -> bool:
+        """Whether a sender object is still ours, or held by an open block."""
+        current = [s.label for s in self.senders.values() if isinstance(s, Sender)]
+        return label in current or any(held == label for _, _, held in self.blocks)
+
     @rule(slot=st.sampled_from(RECEIVER_SLOTS))
     def collect_receiver(self, slot: int) -> None:
         """Drop our reference to a receiver object and collect garbage."""
@@ -122,9 +172,10 @@ class SignalMachine(RuleBasedStateMachine):
     def collect_sender(self, slot: str) -> None:
         """Replace a sender with a new object (often at the same address)."""
         old_label = self.senders[slot].label
-        self.senders[slot] = None  # freed at once: no cycles
+        self.senders[slot] = None  # freed at once (no cycles), unless an open block holds it
         self.senders[slot] = Sender(f"{slot}#{next(self.counter)}")
-        self.model = {k: c for k, c in self.model.items() if c.sender != old_label}
+        if not self.sender_alive(old_label):
+            self.model = {k: c for k, c in self.model.items() if c.sender != old_label}
 
     def release_if_unreferenced(self, label: str) -> None:
         """Model the signal letting go of a receiver we dropped once no strong connection keeps it."""

@@ -87,8 +87,10 @@ def connected_to(
     removes exactly that connection. A connection that already existed when
     the block started is left in place; one made by the block is removed
     even if the same receiver was connected again meanwhile (that second
-    connect was a duplicate and did nothing). Held strongly by default: the
-    block owns the receiver's lifetime.
+    connect was a duplicate and did nothing). The block keeps the receiver
+    (held strongly unless ``weak=True``) and the sender alive until it exits,
+    so what it removes is the connection it made, never one made later for
+    a new object that reused a dead sender's ``id()``.
 
     With ``local=True`` only sends made in the block's own context reach
     the receiver: the thread or asyncio task running the block, and the

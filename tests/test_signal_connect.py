@@ -575,3 +575,75 @@ class TestConnectedTo:
             ran.append(True)
         assert ran == []
         assert sig.connections() == []
+
+
+class TestModuleCopies:
+    """A file imported under two names connects two copies of each receiver: warned."""
+
+    RECEIVERS = (
+        "from holder import saved\n"
+        "\n"
+        "\n"
+        "@saved.connect{args}\n"
+        "def on_saved(sender, **kwargs):\n"
+        "    return __name__\n"
+        "\n"
+        "\n"
+        "def make_handler():\n"
+        "    def handler(sender, **kwargs):\n"
+        "        return 'closure'\n"
+        "    return handler\n"
+    )
+
+    @staticmethod
+    def load(path: Any, name: str) -> Any:
+        import importlib.util
+        import sys
+
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    @pytest.fixture(name="files")
+    def _files(self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+        import sys
+
+        (tmp_path / "holder.py").write_text("import tocsin\n\nsaved = tocsin.Signal(name='saved')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        yield tmp_path
+        for name in ("holder", "app.receivers", "receivers"):
+            sys.modules.pop(name, None)
+
+    def test_warned_once_at_the_receiver(self, files: Any) -> None:
+        path = files / "receivers.py"
+        path.write_text(self.RECEIVERS.format(args=""))
+        first = self.load(path, "app.receivers")
+        self.load(path, "receivers")
+        import holder  # type: ignore[import-not-found]
+
+        with pytest.warns(tocsin.exceptions.DuplicateReceiverWarning) as caught:
+            responses = holder.saved.send(sender=None)
+        assert [r for _, r in responses] == ["app.receivers", "receivers"]  # the harm: called twice
+        (warning,) = caught.list
+        message = str(warning.message)
+        assert message.startswith(f"receivers.on_saved is connected to {holder.saved!r} twice, ")
+        assert f"from two copies of the module in {path}: 'app.receivers' and 'receivers'." in message
+        assert "dispatch_uid=" in message
+        assert (warning.filename, warning.lineno) == (str(path), 4)  # where the definition starts
+        holder.saved.connect(first.make_handler(), weak=False)  # closures of one module: no warning
+        holder.saved.connect(first.make_handler(), weak=False)
+        responses = holder.saved.send(sender=None)  # filterwarnings=error: another warning would raise
+        assert [r for _, r in responses].count("closure") == 2
+
+    def test_dispatch_uid_makes_the_second_a_duplicate(self, files: Any) -> None:
+        path = files / "receivers.py"
+        path.write_text(self.RECEIVERS.format(args="(dispatch_uid='on-saved')"))
+        self.load(path, "app.receivers")
+        self.load(path, "receivers")
+        import holder
+
+        assert [r for _, r in holder.saved.send(sender=None)] == ["app.receivers"]

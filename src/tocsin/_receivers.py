@@ -19,11 +19,13 @@ import inspect
 import itertools
 import sys
 import types
+import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .exceptions import ReceiverNotCallableError, ReceiverSignatureError
+from ._connections import R_DEREF, R_FUNC, Record
+from .exceptions import DuplicateReceiverWarning, ReceiverNotCallableError, ReceiverSignatureError
 
 __all__ = [
     "Deref",
@@ -302,3 +304,50 @@ def calibrate_temporaries(connect_temporary: Callable[[], object]) -> None:
         connect_temporary()
     finally:
         _calibrating = False
+
+
+_CodeKey = tuple[str, int, str]
+_warned_copies: set[_CodeKey] = set()  # warn once per receiver definition, process-wide
+
+
+def module_copies(records: Iterable[Record]) -> list[tuple[types.FunctionType, types.FunctionType]]:
+    """Pairs of receiver functions defined by one source line in two module copies.
+
+    Same file, line and name, but different module globals: the file was
+    imported twice under two names. Closures made by one factory share their
+    module's globals, and a reloaded module keeps its globals, so neither
+    counts. Only pairs not reported before are returned. Runs no user code.
+    """
+    first_seen: dict[_CodeKey, types.FunctionType] = {}
+    found = []
+    for record in records:
+        func = record[R_FUNC]
+        if func is None:
+            func = record[R_DEREF]()
+            if type(func) is types.MethodType:
+                func = func.__func__
+        if type(func) is not types.FunctionType:
+            continue
+        code = func.__code__
+        key = (code.co_filename, code.co_firstlineno, code.co_name)
+        first = first_seen.setdefault(key, func)
+        if first.__globals__ is not func.__globals__ and key not in _warned_copies:
+            _warned_copies.add(key)
+            found.append((first, func))
+    return found
+
+
+def warn_module_copies(signal: object, pairs: list[tuple[types.FunctionType, types.FunctionType]]) -> None:
+    """Warn about each pair :func:`module_copies` found, at the receiver's definition."""
+    for first, second in pairs:
+        code = second.__code__
+        msg = (
+            f"{qualified_name(second)} is connected to {signal!r} twice, from two copies of the "
+            f"module in {code.co_filename}: {first.__module__!r} and {second.__module__!r}. The file "
+            f"was imported under two names, so each copy connected its own function and every send "
+            f"calls it twice. Import it under one name only (check sys.path and how the program is "
+            f"started), or connect it with dispatch_uid= so that the second connect is a duplicate."
+        )
+        warnings.warn_explicit(
+            msg, DuplicateReceiverWarning, code.co_filename, code.co_firstlineno, module=second.__module__
+        )

@@ -82,6 +82,7 @@ class Routing:
     _anchor_keys: dict[int, Hashable]
     _sender_anchors: dict[Hashable, tuple[Any, int]]
     _dead: bool
+    _unscanned: bool
     _muted: dict[Hashable, int]
     _meta_pending: list[Any]
     _death_callback: Callable[[weakref.ref[Any]], None]
@@ -233,9 +234,15 @@ class Routing:
             table[id(_MISSING)] = _NO_SENDER
             self._table = table
             self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
-            # `alive` is released on return, after the lock: a sender freed
-            # there may run a __del__ that uses this signal.
-            return table
+            copies = None
+            if self._unscanned:  # only after connect(): local connections made per request skip it
+                self._unscanned = False
+                copies = _receivers.module_copies(self._records.values())
+        if copies:  # warned outside the lock: a warnings filter may raise or log
+            _receivers.warn_module_copies(self, copies)
+        # `alive` is released on return, after the lock: a sender freed there
+        # may run a __del__ that uses this signal.
+        return table
 
     def _invalidate(self) -> None:
         # Order matters for lock-free readers: a send reading _routes after

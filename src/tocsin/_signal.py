@@ -140,6 +140,7 @@ class Signal(Dispatching):
         self._dead = False
         self._muted: dict[Hashable, int] = {}  # mute key -> depth (see _mute)
         self._meta_pending: list[Any] = []  # receiver_(dis)connected to send (see _meta)
+        self._unscanned = False  # connected since the last look for module copies (see _rebuild)
         self._death_callback = make_death_callback(self)
         self._interceptors = _hooks.register(self)
 
@@ -276,6 +277,7 @@ class Signal(Dispatching):
                 return receiver
             self._table = _STALE_TABLE  # inline _invalidate()
             self._routes = _STALE_TABLE
+            self._unscanned = True  # look for module copies at the next rebuild
             if _meta.watching and _meta.watched(self):
                 self._meta_pending.append((True, record, receiver))
         finally:

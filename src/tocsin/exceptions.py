@@ -10,12 +10,15 @@ written for ``django.dispatch`` keeps working::
     +-- ReceiverNotCallableError (DispatchError, TypeError)
     +-- ReceiverSignatureError (DispatchError, ValueError)
     +-- SendArgumentsError (DispatchError, TypeError)
+
+    DuplicateReceiverWarning (UserWarning)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DispatchError",
+    "DuplicateReceiverWarning",
     "ReceiverNotCallableError",
     "ReceiverSignatureError",
     "SendArgumentsError",
@@ -48,4 +51,16 @@ class SendArgumentsError(DispatchError, TypeError):
     Raised before any receiver runs: for a missing sender, or for a named
     argument that collides with the ``signal`` or ``sender`` the signal passes
     itself.
+    """
+
+
+class DuplicateReceiverWarning(UserWarning):
+    """One receiver function is connected twice, from two copies of its module.
+
+    A file imported under two names (``app.signals`` and ``signals``, when
+    ``sys.path`` holds both the project and the app directory) runs twice, and
+    each copy connects its own function object: every send then calls the
+    receiver twice. Warned once per receiver, when a signal next rebuilds its
+    routing table, at the receiver's definition. Fix the imports, or connect
+    with ``dispatch_uid=`` so the second connect is a duplicate.
     """

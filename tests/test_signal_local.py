@@ -254,3 +254,25 @@ class TestConnection:
             assert sig._routes.get(id(Sender), sig._routes["default"]).__class__ is not tuple
         sig.send(Sender)
         assert sig._routes["default"].__class__ is tuple
+
+
+class TestTrio:
+    def test_trio_tasks_are_isolated(self) -> None:
+        """Under trio too: each task's local receiver hears only that task's asend()s."""
+        trio = pytest.importorskip("trio")
+        sig = tocsin.Signal()
+        logs: dict[str, list[Any]] = {"a": [], "b": []}
+
+        async def handle(name: str) -> None:
+            with sig.connected_to(recorder(logs[name]), local=True):
+                for i in range(3):
+                    await sig.asend(Sender, value=(name, i))
+                    await trio.sleep(0)
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(handle, "a")
+                nursery.start_soon(handle, "b")
+
+        trio.run(main)
+        assert logs == {"a": [("a", i) for i in range(3)], "b": [("b", i) for i in range(3)]}

@@ -41,7 +41,7 @@ from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import tocsin.sqlalchemy as ts
-from tocsin import _sqlalchemy_models
+from tocsin.sqlalchemy import _models as _sqlalchemy_models
 
 
 class PlainBase(DeclarativeBase):

@@ -526,7 +526,7 @@ class TestAwaiter:
     def test_sync_send_in_a_loop_uses_the_awaiter(self, sig):
         from concurrent.futures import ThreadPoolExecutor
 
-        from tocsin import _async
+        from tocsin._core import async_asyncio as _async
 
         ran: list[str] = []
 
@@ -560,7 +560,7 @@ class TestAwaiter:
         assert responses == [(sync_receiver, None), (receiver, "done")]
 
     def test_awaiter_errors_propagate(self, sig):
-        from tocsin import _async
+        from tocsin._core import async_asyncio as _async
 
         async def receiver(**kwargs):
             raise LookupError("boom")

@@ -206,7 +206,7 @@ class TestIntrospection:
         assert Sub().module == here
         assert tocsin.Namespace().signal("x").module == here
         assert tocsin.signal("test-meta-module").module == here
-        assert tocsin.receiver_connected.module == "tocsin._namespace"
+        assert tocsin.receiver_connected.module == "tocsin"
 
     def test_all_signals_is_weak(self) -> None:
         """all_signals() lists live signals, sorted, and forgets collected ones."""

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tocsin
 import tocsin.otel
-from tocsin import _hooks
+from tocsin._core import hooks as _hooks
 
 
 @pytest.fixture(name="exporter")

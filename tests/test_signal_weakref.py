@@ -484,6 +484,25 @@ class TestCopy:
         )
         assert out.stdout.decode().split() == ["True", "request_finished"]
 
+    def test_builtin_signals_pickle_by_their_public_path(self) -> None:
+        """Every signal tocsin ships pickles as a public name: private modules may move."""
+        import importlib
+
+        found = []
+        for public in ("tocsin", "tocsin.asgi", "tocsin.wsgi", "tocsin.sqlalchemy"):
+            module = importlib.import_module(public)
+            for name in module.__all__:
+                value = getattr(module, name)
+                if isinstance(value, tocsin.Signal):
+                    found.append(value)
+                    data = pickle.dumps(value)
+                    assert b"tocsin._" not in data, (public, name, data)
+                    assert value.module in ("tocsin", "tocsin.asgi", "tocsin.sqlalchemy")
+                    assert f"{value.module}:".encode() in data
+                    assert pickle.loads(data) is value
+        # the meta-signals, three request signals and eight model signals
+        assert len({id(s) for s in found}) == 13
+
     def test_pickle_unbound_signal_says_how_to_fix(self) -> None:
         """A signal no module-level name holds cannot be pickled; the error says why and what to do."""
         state = {"changed": tocsin.Signal(name="changed")}  # as an object would keep it

@@ -11,9 +11,9 @@ import threading
 import pytest
 
 import tocsin
-from tocsin import _hooks
-from tocsin._observe import Observer, ReceiverEvent, SendEvent, observe
-from tocsin._trace import trace
+from tocsin._core import hooks as _hooks
+from tocsin._observability.observe import Observer, ReceiverEvent, SendEvent, observe
+from tocsin._observability.trace import trace
 
 
 class Recorder(Observer):

@@ -8,25 +8,25 @@ integration, each behind an extra: ``tocsin.sqlalchemy``, ``tocsin.asgi``,
 
 from __future__ import annotations
 
-from ._connections import Connection as Connection
-from ._decorators import receiver as receiver
-from ._delivery import Deferred as Deferred
-from ._delivery import DeferredCall as DeferredCall
-from ._delivery import DeliveryPolicy as DeliveryPolicy
-from ._namespace import Namespace as Namespace
-from ._namespace import all_signals as all_signals
-from ._namespace import receiver_connected as receiver_connected
-from ._namespace import receiver_disconnected as receiver_disconnected
-from ._namespace import signal as signal
-from ._observe import Observer as Observer
-from ._observe import ReceiverEvent as ReceiverEvent
-from ._observe import SendEvent as SendEvent
-from ._observe import observe as observe
-from ._pause import HeldSend as HeldSend
-from ._signal import Signal as Signal
-from ._trace import trace as trace
-from ._typed import TypedSignal as TypedSignal
-from ._typed import typed_signal as typed_signal
+from ._core.decorators import receiver as receiver
+from ._core.delivery import Deferred as Deferred
+from ._core.delivery import DeferredCall as DeferredCall
+from ._core.delivery import DeliveryPolicy as DeliveryPolicy
+from ._core.pause import HeldSend as HeldSend
+from ._core.records import Connection as Connection
+from ._core.signal import Signal as Signal
+from ._observability.observe import Observer as Observer
+from ._observability.observe import ReceiverEvent as ReceiverEvent
+from ._observability.observe import SendEvent as SendEvent
+from ._observability.observe import observe as observe
+from ._observability.trace import trace as trace
+from ._tools.namespace import Namespace as Namespace
+from ._tools.namespace import all_signals as all_signals
+from ._tools.namespace import receiver_connected as receiver_connected
+from ._tools.namespace import receiver_disconnected as receiver_disconnected
+from ._tools.namespace import signal as signal
+from ._tools.typed import TypedSignal as TypedSignal
+from ._tools.typed import typed_signal as typed_signal
 
 __all__ = [
     "Connection",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from ._plans import _DEFAULT, _EMPTY_ROUTES
-from ._signal import Signal
+from ._core.plans import _DEFAULT, _EMPTY_ROUTES
+from ._core.signal import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -97,6 +97,11 @@ got_request_exception = _RequestSignal(
         "or environ= (WSGI)."
     ),
 )
+# Pickled, listed and found by `tocsin inspect` under a public path, never this
+# private one: private modules may move (see _core.meta.reduce_signal).
+for _signal in (request_started, request_finished, got_request_exception):
+    _signal.module = "tocsin.asgi"
+del _signal
 
 with _silence_lock:
     _group = (request_started, request_finished, got_request_exception)

@@ -69,7 +69,7 @@ from ._request_signals import (
 )
 
 if TYPE_CHECKING:
-    from ._signal import Signal
+    from ._core.signal import Signal
 
 __all__ = ["RequestSignalsMiddleware", "got_request_exception", "request_finished", "request_started"]
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _observe, _trace
-from ._observe import Observer, ReceiverEvent, SendEvent
+from ._observability import observe as _observe
+from ._observability import trace as _trace
+from ._observability.observe import Observer, ReceiverEvent, SendEvent
 
 try:
     from opentelemetry import context as otel_context

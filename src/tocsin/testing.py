@@ -36,16 +36,16 @@ import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._hooks import add_global_interceptor
-from ._mute import mute
-from ._pause import Held
+from ._core.hooks import add_global_interceptor
+from ._core.pause import Held
+from ._tools.mute import mute
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
     from types import TracebackType
 
-    from ._hooks import Dispatch, Responses
-    from ._signal import Signal
+    from ._core.hooks import Dispatch, Responses
+    from ._core.signal import Signal
 
 __all__ = ["Capture", "SentSignal", "capture", "mute"]
 

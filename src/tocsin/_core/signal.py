@@ -30,22 +30,14 @@ from collections.abc import Callable, Hashable, Iterable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from . import _decorators, _hooks, _meta, _pause, _receivers, _senders
-from ._connections import (
-    R_ASYNC,
-    R_PRIORITY,
-    R_SCOPE,
-    R_SENDER_ANCHOR,
-    R_SENDER_KEY,
-    R_SENDER_KIND,
-    R_UID,
-    R_VIA,
-    R_WEAK,
-    Connection,
-    Record,
-)
-from ._dispatch import Dispatching
-from ._plans import (
+from . import decorators as _decorators
+from . import hooks as _hooks
+from . import meta as _meta
+from . import pause as _pause
+from . import receivers as _receivers
+from . import senders as _senders
+from .dispatch import Dispatching
+from .plans import (
     _ANY_KEY,
     _CO_VARKEYWORDS,
     _DEFAULT,
@@ -61,10 +53,23 @@ from ._plans import (
     _resolve,
     _weakref,
 )
-from ._routing import make_death_callback
+from .records import (
+    R_ASYNC,
+    R_PRIORITY,
+    R_SCOPE,
+    R_SENDER_ANCHOR,
+    R_SENDER_KEY,
+    R_SENDER_KIND,
+    R_UID,
+    R_VIA,
+    R_WEAK,
+    Connection,
+    Record,
+)
+from .routing import make_death_callback
 
 if TYPE_CHECKING:
-    from ._delivery import DeliveryPolicy
+    from .delivery import DeliveryPolicy
 
 __all__ = ["Signal"]
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks, _meta
-from ._signal import Signal
+from tocsin._core import hooks as _hooks
+from tocsin._core import meta as _meta
+from tocsin._core.signal import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -143,4 +144,6 @@ receiver_disconnected = _MetaSignal(
         "receiver or sender died; sent at the signal's next connect, disconnect or send)."
     ),
 )
+# Pickled and listed under their public path, never this private one.
+receiver_connected.module = receiver_disconnected.module = "tocsin"
 _meta.bind(receiver_connected, receiver_disconnected)

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._delivery import DeferredCall
-    from ._signal import Signal
+    from .delivery import DeferredCall
+    from .signal import Signal
 
 __all__ = ["Dispatch", "Interceptor", "add_global_interceptor", "live_signals"]
 

@@ -53,8 +53,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._hooks import Dispatch, Responses
-    from ._signal import Signal
+    from .hooks import Dispatch, Responses
+    from .signal import Signal
 
 __all__ = ["HeldSend", "Paused", "Reducer"]
 

@@ -47,12 +47,12 @@ from functools import partial
 from types import MethodType
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks
-from ._connections import R_ASYNC, R_DEREF, R_FUNC, R_VIA
+from . import hooks as _hooks
+from .records import R_ASYNC, R_DEREF, R_FUNC, R_VIA
 
 if TYPE_CHECKING:
-    from ._connections import Record
-    from ._signal import Signal
+    from .records import Record
+    from .signal import Signal
 
 __all__ = ["asend", "run_async_receivers"]
 
@@ -137,7 +137,7 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
     else:
         library = "asyncio"
     if library == "trio":
-        from ._async_trio import asend_trio  # noqa: PLC0415 - only under trio
+        from .async_trio import asend_trio  # noqa: PLC0415 - only under trio
 
         return await asend_trio(signal, sender, named, robust=robust)
     if library != "asyncio":
@@ -354,7 +354,7 @@ def _close_loops() -> None:
 def check_no_running_loop(signal: Signal, receiver: Any) -> None:
     """Raise before any receiver runs if async receivers can't run here."""
     if awaiter.get() is None and _running_library() is not None:
-        from ._receivers import qualified_name  # noqa: PLC0415 - error path only
+        from .receivers import qualified_name  # noqa: PLC0415 - error path only
 
         msg = (
             f"{signal!r} has an async receiver ({qualified_name(receiver)}), and Signal.send() was "

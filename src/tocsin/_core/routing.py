@@ -18,15 +18,13 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from . import _hooks, _meta, _mute, _receivers, _senders
-from ._connections import (
-    R_DEREF,
-    R_SENDER_ANCHOR,
-    R_SENDER_KEY,
-    R_SENDER_KIND,
-    Record,
-)
-from ._plans import (
+from tocsin._tools import mute as _mute
+
+from . import hooks as _hooks
+from . import meta as _meta
+from . import receivers as _receivers
+from . import senders as _senders
+from .plans import (
     _ANY_KEY,
     _BY_VALUE,
     _DEFAULT,
@@ -44,10 +42,17 @@ from ._plans import (
     _SlowPlan,
     connection_key,
 )
+from .records import (
+    R_DEREF,
+    R_SENDER_ANCHOR,
+    R_SENDER_KEY,
+    R_SENDER_KIND,
+    Record,
+)
 
 if TYPE_CHECKING:
-    from ._delivery import DeliveryPolicy
-    from ._signal import Signal
+    from .delivery import DeliveryPolicy
+    from .signal import Signal
 
 __all__ = ["Routing"]
 

@@ -6,11 +6,11 @@ import contextlib
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._plans import active_scopes
+from .plans import active_scopes
 
 if TYPE_CHECKING:
-    from ._delivery import DeliveryPolicy
-    from ._signal import Signal
+    from .delivery import DeliveryPolicy
+    from .signal import Signal
 
 __all__ = ["connected_to", "receiver"]
 

@@ -42,16 +42,16 @@ import inspect
 import typing
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from . import _meta
-from ._signal import Signal
-from .exceptions import SendArgumentsError
+from tocsin._core import meta as _meta
+from tocsin._core.signal import Signal
+from tocsin.exceptions import SendArgumentsError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
     from typing import Concatenate
 
-    from ._delivery import DeliveryPolicy
-    from ._hooks import Dispatch, Responses
+    from tocsin._core.delivery import DeliveryPolicy
+    from tocsin._core.hooks import Dispatch, Responses
 
 __all__ = ["TypedSignal", "typed_signal"]
 

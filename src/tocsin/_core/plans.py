@@ -19,8 +19,8 @@ from contextvars import ContextVar
 from types import FunctionType, MethodType
 from typing import Any, Final
 
-from . import _senders
-from ._connections import (
+from . import senders as _senders
+from .records import (
     R_ASYNC,
     R_DEREF,
     R_FUNC,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._delivery import DeliveryPolicy
+    from .delivery import DeliveryPolicy
 
 __all__ = ["Connection"]
 

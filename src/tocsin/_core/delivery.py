@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from . import _hooks
+from . import hooks as _hooks
 
 __all__ = ["Deferred", "DeferredCall", "DeliveryPolicy"]
 

@@ -36,13 +36,13 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._connections import R_SENDER_ANCHOR, R_SENDER_KEY, R_SENDER_KIND, R_UID, Record
+from .records import R_SENDER_ANCHOR, R_SENDER_KEY, R_SENDER_KIND, R_UID, Record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import CodeType
 
-    from ._signal import Signal
+    from .signal import Signal
 
 __all__ = [
     "bind",
@@ -108,7 +108,7 @@ def _sender_of(record: Record) -> Any:
 
 def flush(signal: Signal) -> None:
     """Send the meta-signals queued on *signal*. Call without its lock."""
-    from ._plans import _resolve  # noqa: PLC0415 - _signal imports this module
+    from .plans import _resolve  # noqa: PLC0415 - _signal imports this module
 
     with signal._lock:  # noqa: SLF001 - _meta owns _meta_pending
         events = list(signal._meta_pending)  # noqa: SLF001

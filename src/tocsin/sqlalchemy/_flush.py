@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.orm.interfaces import MANYTOONE
 
-from ._sqlalchemy_models import (
+from ._models import (
     _Config,
     awaiting,
     class_config,

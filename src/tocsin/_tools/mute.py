@@ -35,13 +35,14 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from . import _hooks, _receivers
-from ._connections import R_DEREF, R_FUNC, Record
+from tocsin._core import hooks as _hooks
+from tocsin._core import receivers as _receivers
+from tocsin._core.records import R_DEREF, R_FUNC, Record
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._signal import Signal
+    from tocsin._core.signal import Signal
 
 __all__ = ["ALL", "is_muted", "mute"]
 
@@ -114,7 +115,7 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
     """
 
     def __init__(self, *targets: Signal | Callable[..., Any]) -> None:
-        from ._signal import Signal  # noqa: PLC0415 - _signal imports this module
+        from tocsin._core.signal import Signal  # noqa: PLC0415 - _signal imports this module
 
         keys: list[tuple[Signal | None, Hashable]] = []
         for target in cast("tuple[object, ...]", targets):  # checked at run time too

@@ -51,9 +51,9 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlalchemy.util import concurrency
 
-from ._delivery import DeferredCall
-from ._receivers import qualified_name
-from .exceptions import DispatchError
+from tocsin._core.delivery import DeferredCall
+from tocsin._core.receivers import qualified_name
+from tocsin.exceptions import DispatchError
 
 
 def in_greenlet() -> bool:
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import SessionTransaction
 
-    from ._signal import Signal
+    from tocsin._core.signal import Signal
 
 __all__ = [
     "SessionNotFoundError",

@@ -16,7 +16,9 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import _graph, _observe, _trace
+from . import graph as _graph
+from . import observe as _observe
+from . import trace as _trace
 
 __all__ = ["main"]
 

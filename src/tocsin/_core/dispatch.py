@@ -13,19 +13,22 @@ from functools import partial
 from types import MethodType
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _async, _hooks, _receivers
-from ._connections import (
+from tocsin.exceptions import SendArgumentsError
+
+from . import async_asyncio as _async
+from . import hooks as _hooks
+from . import receivers as _receivers
+from .delivery import Deferred, DeferredCall
+from .plans import _INTERCEPT_TABLE, _MISSING, _STALE_TABLE, _published, _resolve, _SlowPlan
+from .records import (
     R_ASYNC,
     R_VIA,
     Record,
 )
-from ._delivery import Deferred, DeferredCall
-from ._plans import _INTERCEPT_TABLE, _MISSING, _STALE_TABLE, _published, _resolve, _SlowPlan
-from ._routing import Routing
-from .exceptions import SendArgumentsError
+from .routing import Routing
 
 if TYPE_CHECKING:
-    from ._signal import Signal
+    from .signal import Signal
 
 __all__ = ["Dispatching"]
 

@@ -8,15 +8,17 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import _hooks, _receivers
-from ._observe import signal_label
-from ._signal import Signal
-from ._trace import _sender_label
+from tocsin._core import hooks as _hooks
+from tocsin._core import receivers as _receivers
+from tocsin._core.signal import Signal
+
+from .observe import signal_label
+from .trace import _sender_label
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._connections import Connection
+    from tocsin._core.records import Connection
 
 __all__ = ["SignalInfo", "collect", "render_dot", "render_json", "render_mermaid", "render_text"]
 

@@ -24,8 +24,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._connections import R_DEREF, R_FUNC, Record
-from .exceptions import DuplicateReceiverWarning, ReceiverNotCallableError, ReceiverSignatureError
+from tocsin.exceptions import DuplicateReceiverWarning, ReceiverNotCallableError, ReceiverSignatureError
+
+from .records import R_DEREF, R_FUNC, Record
 
 __all__ = [
     "Deref",

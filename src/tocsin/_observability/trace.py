@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ._observe import Observer, ReceiverEvent, SendEvent, observe
+from .observe import Observer, ReceiverEvent, SendEvent, observe
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -20,13 +20,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _hooks, _receivers
+from tocsin._core import hooks as _hooks
+from tocsin._core import receivers as _receivers
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._delivery import DeferredCall
-    from ._signal import Signal
+    from tocsin._core.delivery import DeferredCall
+    from tocsin._core.signal import Signal
 
 __all__ = ["Observer", "ReceiverEvent", "SendEvent", "observe", "signal_label"]
 

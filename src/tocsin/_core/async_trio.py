@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._async import Responses, _call_async, _SyncBatch, split
-from ._connections import R_ASYNC, R_VIA
+from .async_asyncio import Responses, _call_async, _SyncBatch, split
+from .records import R_ASYNC, R_VIA
 
 if TYPE_CHECKING:
-    from ._signal import Signal
+    from .signal import Signal
 
 __all__ = ["asend_trio"]
 

@@ -24,6 +24,7 @@ demo: | $(VENV)/bin/python
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	PYTHONPATH=src $(VENV)/bin/lint-imports  # the layers of docs/design.md (pyproject [tool.importlinter])
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict src/tocsin

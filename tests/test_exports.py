@@ -20,7 +20,82 @@ PUBLIC_MODULES = [
     "tocsin.asgi",
     "tocsin.wsgi",
     "tocsin.otel",
+    "tocsin.lowlevel",
 ]
+
+# Every public name as of the layout change (0.1.0.dev0): moving private modules
+# must never move or drop one of these.
+PUBLIC_NAMES_BEFORE_THE_LAYOUT = {
+    "tocsin": [
+        "Connection",
+        "Deferred",
+        "DeferredCall",
+        "DeliveryPolicy",
+        "HeldSend",
+        "Namespace",
+        "Observer",
+        "ReceiverEvent",
+        "SendEvent",
+        "Signal",
+        "TypedSignal",
+        "all_signals",
+        "observe",
+        "receiver",
+        "receiver_connected",
+        "receiver_disconnected",
+        "signal",
+        "trace",
+        "typed_signal",
+    ],
+    "tocsin.exceptions": [
+        "DispatchError",
+        "DuplicateReceiverWarning",
+        "ReceiverNotCallableError",
+        "ReceiverSignatureError",
+        "SendArgumentsError",
+    ],
+    "tocsin.testing": [
+        "Capture",
+        "SentSignal",
+        "capture",
+        "mute",
+    ],
+    "tocsin.sqlalchemy": [
+        "ModelSignal",
+        "SessionNotFoundError",
+        "capture_on_commit_callbacks",
+        "class_prepared",
+        "install",
+        "m2m_changed",
+        "on_commit",
+        "post_delete",
+        "post_init",
+        "post_save",
+        "pre_delete",
+        "pre_init",
+        "pre_save",
+        "raw_loading",
+        "send_on_commit",
+        "use_session",
+    ],
+    "tocsin.asgi": [
+        "RequestSignalsMiddleware",
+        "got_request_exception",
+        "request_finished",
+        "request_started",
+    ],
+    "tocsin.wsgi": [
+        "RequestSignalsMiddleware",
+        "got_request_exception",
+        "relay_flask_exceptions",
+        "request_finished",
+        "request_started",
+    ],
+    "tocsin.otel": [
+        "SpanObserver",
+        "instrument",
+    ],
+}
 
 
 class TestExports:
@@ -60,6 +135,14 @@ class TestExports:
                     if not inspect.getdoc(meth):
                         missing.append(f"{attr}.{meth_name}")
         assert missing == []
+
+    @pytest.mark.parametrize("name", sorted(PUBLIC_NAMES_BEFORE_THE_LAYOUT))
+    def test_public_import_paths_are_unchanged(self, name):
+        """Each name public before the layout change is still importable from the same module."""
+        module = importlib.import_module(name)
+        for attr in PUBLIC_NAMES_BEFORE_THE_LAYOUT[name]:
+            assert attr in module.__all__, f"{name}.{attr} left __all__"
+            assert getattr(module, attr) is not None
 
     def test_top_level_exports_come_from_private_modules(self):
         """Implementation lives in tocsin._*; the namespace only re-exports it."""

@@ -141,7 +141,7 @@ class TestMetaSignals:
         sig = tocsin.Signal()
         sig.connect(handler)
         sig.disconnect(handler)
-        assert sig._meta_pending == []
+        assert sig._changes == []
 
     def test_threads(self, events: list[Any]) -> None:
         """Concurrent connects are each reported exactly once."""

@@ -8,13 +8,14 @@ framework.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from ._core.plans import _DEFAULT, _EMPTY_ROUTES
+from ._core import hooks
+from ._core.plans import _DEFAULT
 from ._core.signal import Signal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Callable
 
 __all__ = [
     "all_quiet",
@@ -35,28 +36,13 @@ _silence_watchers: list[Callable[[bool], None]] = []
 _group: tuple[Signal, ...] = ()  # the three signals, once they exist
 
 
-class _RequestSignal(Signal):
-    """A request signal: publishing a routing table also updates the silence flags."""
-
-    @property
-    def _routes(self) -> dict[Hashable, Any]:
-        routes: dict[Hashable, Any] = self.__dict__["_routes"]
-        return routes
-
-    @_routes.setter
-    def _routes(self, routes: dict[Hashable, Any]) -> None:
-        with _silence_lock:
-            self.__dict__["_routes"] = routes
-            _publish_silence()
-
-
 def _publish_silence() -> None:
     # Under _silence_lock, after every change to any of the three tables: so
     # the flags always describe the latest three tables, whichever threads
     # published them. Allocates nothing (a collection could run callbacks).
     silent = bool(_group)
     for signal in _group:
-        if signal.__dict__["_routes"] is not _EMPTY_ROUTES:
+        if not hooks.nobody_listens(signal):
             silent = False
             break
     for watcher in _silence_watchers:
@@ -77,11 +63,11 @@ def watch_silence(watcher: Callable[[bool], None]) -> None:
         _publish_silence()
 
 
-request_started = _RequestSignal(
+request_started = Signal(
     name="request_started",
     doc=("Sent when a request starts, before the application runs. ASGI sends scope=, WSGI sends environ=."),
 )
-request_finished = _RequestSignal(
+request_finished = Signal(
     name="request_finished",
     doc=(
         "Sent exactly once per request, after the last byte of the response was handed "
@@ -89,7 +75,7 @@ request_finished = _RequestSignal(
         "ASGI sends scope=, WSGI sends environ=."
     ),
 )
-got_request_exception = _RequestSignal(
+got_request_exception = Signal(
     name="got_request_exception",
     doc=(
         "Sent when an exception escapes the application and becomes a 500 response. "
@@ -103,9 +89,17 @@ for _signal in (request_started, request_finished, got_request_exception):
     _signal.module = "tocsin.asgi"
 del _signal
 
+
+def _published() -> None:
+    with _silence_lock:
+        _publish_silence()
+
+
 with _silence_lock:
     _group = (request_started, request_finished, got_request_exception)
-    _publish_silence()
+    for _signal in _group:
+        hooks.set_publication_watcher(_signal, _published)
+    del _signal
 
 _EMPTY: Final = ()  # CPython's empty tuple is one object; the slow check covers the rest
 
@@ -113,7 +107,7 @@ _EMPTY: Final = ()  # CPython's empty tuple is one object; the slow check covers
 def _make_all_quiet() -> Callable[[object], bool]:
     # Closure cells instead of module globals: this runs on every request.
     started, finished, exception = request_started, request_finished, got_request_exception
-    default, empty = _DEFAULT, _EMPTY
+    default, empty, routes_of = _DEFAULT, _EMPTY, hooks.routes_of
     # The sender and the routing tables last found quiet for it, replaced as
     # one tuple so threads never pair one sender with another's tables. A
     # published table is never mutated except to drop a dead sender, and
@@ -134,9 +128,9 @@ def _make_all_quiet() -> Callable[[object], bool]:
         sees the next one.
         """
         nonlocal last_quiet
-        r0 = started._routes  # noqa: SLF001 - same package, lock-free read by design
-        r1 = finished._routes  # noqa: SLF001
-        r2 = exception._routes  # noqa: SLF001
+        r0 = routes_of(started)
+        r1 = routes_of(finished)
+        r2 = routes_of(exception)
         q_sender, q0, q1, q2 = last_quiet
         if r0 is q0 and r1 is q1 and r2 is q2 and sender is q_sender:
             return True
@@ -172,4 +166,4 @@ def is_quiet(signal: Signal, sender: object) -> bool:
     builds lists; the middlewares ask this on every request, so it must cost
     a dict lookup.
     """
-    return signal._is_quiet(sender)  # noqa: SLF001 - same package
+    return hooks.is_quiet(signal, sender)

@@ -87,7 +87,7 @@ class Dispatching(Routing):
             self._interceptors = _hooks.global_interceptors() + self._own_interceptors
             table = self._table
             if table is not _STALE_TABLE:
-                self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
+                self._publish(_INTERCEPT_TABLE if self._interceptors else _published(table))
 
     def _send_slow(
         self,

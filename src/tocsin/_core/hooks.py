@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .plans import _EMPTY_ROUTES
 
 if TYPE_CHECKING:
     from .delivery import DeferredCall
@@ -148,3 +150,105 @@ def set_receiver_observer(observer: ReceiverObserver | None) -> None:
     """Install (or with ``None`` remove) the one receiver observer."""
     global receiver_observer  # noqa: PLW0603 - read lock-free by _deliver
     receiver_observer = observer
+
+
+# ---- extension points for tools and integrations ----------------------------
+#
+# The core never imports a tool or an integration; they plug in here. Each slot
+# is read on a path that is already slow (a table rebuild, a connection
+# change), or is a plain attribute the core checks once.
+
+#: One connection change, as ``ConnectionWatcher.changed`` receives it:
+#: ``(connected, receiver, for_sender, dispatch_uid, collected)``. ``receiver``
+#: is None when a weakly held receiver was collected; ``collected`` is True when
+#: a weak receiver or sender died (always False for a connection made).
+ConnectionChange = tuple[bool, Any, Any, Any, bool]
+
+
+class ConnectionWatcher(Protocol):
+    """Told of connection changes (the meta-signals are built on it)."""
+
+    def watches(self, signal: Signal) -> bool:
+        """Whether changes to *signal* are wanted. Called with the signal's lock held: no locking here."""
+
+    def changed(self, signal: Signal, changes: list[ConnectionChange]) -> None:
+        """Handle *changes* to *signal*, in order. Called without any lock, in the changing thread."""
+
+
+#: The one watcher, or None. Read lock-free by connect() and disconnect().
+connection_watcher: ConnectionWatcher | None = None
+
+
+def set_connection_watcher(watcher: ConnectionWatcher | None) -> None:
+    """Install (or with ``None`` remove) the connection watcher."""
+    global connection_watcher  # noqa: PLW0603 - read lock-free by connect()/disconnect()
+    connection_watcher = watcher
+
+
+#: What a connection filter decides: skip the connection (given its internal
+#: record; see ``receivers.identity_of``) when building routing tables.
+#: Called with the signal's lock held: it must not use the signal.
+ConnectionFilter = Callable[[Any], bool]
+
+
+def set_connection_filter(signal: Signal, skip: ConnectionFilter | None) -> None:
+    """Leave the connections *skip* selects out of *signal*'s routing tables.
+
+    Muting is built on it: a skipped connection stays connected, costs
+    nothing on the send path, and is back as soon as the filter is removed
+    (``None``). The table is rebuilt at the next send.
+    """
+    signal._set_filter(skip)  # noqa: SLF001 - the core's own slot
+
+
+def set_publication_watcher(signal: Signal, watcher: Callable[[], None] | None) -> None:
+    """Call *watcher* after each change of what *signal*'s ``send()`` reads.
+
+    For integrations that keep a cheap "nobody listens" answer of their own
+    (the request middlewares): *watcher* runs right after every publication
+    or invalidation of the signal's routing table, possibly with the
+    signal's lock held and inside a weakref callback, so it must not block,
+    send or allocate much; it should read :func:`nobody_listens`.
+    """
+    signal._publication_watcher = watcher  # noqa: SLF001 - the core's own slot
+    if watcher is not None:
+        watcher()
+
+
+def nobody_listens(signal: Signal) -> bool:
+    """Whether a send of *signal* from any sender certainly calls nothing, right now.
+
+    Reads the published table lock-free, as ``send()`` does: True only when
+    there is no receiver and no interceptor. After a connect, before the next
+    send rebuilds the table, the answer is False (unknown).
+    """
+    return signal._routes is _EMPTY_ROUTES  # noqa: SLF001 - the core's own table
+
+
+def is_quiet(signal: Signal, sender: object) -> bool:
+    """Whether a send of *signal* from *sender* certainly calls nothing, right now.
+
+    A dict lookup in the published routing table (rebuilt first if stale, as
+    a send would); receivers, interceptors such as the testing tools, or a
+    concurrent rebuild answer False and the caller sends for real. Unlike
+    ``has_listeners()`` it builds no list: for integrations that would do
+    work only to send.
+    """
+    return signal._is_quiet(sender)  # noqa: SLF001 - the core's own table
+
+
+def routes_of(signal: Signal) -> dict[Hashable, Any]:
+    """The routing table *signal*'s ``send()`` reads now; read it, never change it.
+
+    A sender's plan is ``table.get(id(sender)) or table["default"]``; the
+    empty tuple means nobody listens. The same table object means nothing
+    changed (a published table is never mutated except to drop a dead
+    sender), so callers may cache answers per table, as the request
+    middlewares do for :func:`is_quiet`.
+    """
+    return signal._routes  # noqa: SLF001 - the core's own table
+
+
+def has_connections(signal: Signal) -> bool:
+    """Whether *signal* has any connection at all, live or not yet swept. Takes no lock."""
+    return bool(signal._records)  # noqa: SLF001 - the core's own records

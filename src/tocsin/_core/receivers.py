@@ -352,3 +352,16 @@ def warn_module_copies(signal: object, pairs: list[tuple[types.FunctionType, typ
         warnings.warn_explicit(
             msg, DuplicateReceiverWarning, code.co_filename, code.co_firstlineno, module=second.__module__
         )
+
+
+def identity_of(record: Record) -> object | None:
+    """The :func:`receiver_key` of *record*'s receiver, or ``None`` once it was collected.
+
+    The same identity whether or not it was connected with ``dispatch_uid=``,
+    for tools that select connections by receiver (muting).
+    """
+    obj = record[R_DEREF]()
+    if obj is None:
+        return None
+    func = record[R_FUNC]
+    return (id(obj), id(func)) if func is not None else receiver_key(obj)

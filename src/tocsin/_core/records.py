@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .delivery import DeliveryPolicy
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "sender_of"]
 
 # Fields of the internal record tuple.
 R_DEREF = 0  # () -> receiver or None (see _receivers)
@@ -33,6 +33,21 @@ R_SCOPE = 10  # the scope of a connected_to(local=True) connection, else None (s
 # Typed loosely on purpose: fields are read through the R_* constants, which
 # mypy cannot map to per-position types of a fixed-length tuple type.
 Record = tuple[Any, ...]
+
+
+def sender_of(record: Record) -> Any:
+    """The sender *record* was connected for: ``None`` for any sender.
+
+    Also ``None`` once a weakly referenced sender has died (check
+    ``record[R_SENDER_KIND] == "weak"`` to tell the two apart).
+    """
+    kind = record[R_SENDER_KIND]
+    if kind == "any":
+        return None
+    if kind == "value":
+        return record[R_SENDER_KEY][1]  # see senders.value_key
+    anchor = record[R_SENDER_ANCHOR]
+    return anchor() if kind == "weak" else anchor
 
 
 @dataclasses.dataclass(frozen=True)

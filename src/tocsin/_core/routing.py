@@ -18,10 +18,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tocsin._tools import mute as _mute
-
 from . import hooks as _hooks
-from . import meta as _meta
 from . import receivers as _receivers
 from . import senders as _senders
 from .plans import (
@@ -47,7 +44,9 @@ from .records import (
     R_SENDER_ANCHOR,
     R_SENDER_KEY,
     R_SENDER_KIND,
+    R_UID,
     Record,
+    sender_of,
 )
 
 if TYPE_CHECKING:
@@ -88,8 +87,9 @@ class Routing:
     _sender_anchors: dict[Hashable, tuple[Any, int]]
     _dead: bool
     _unscanned: bool
-    _muted: dict[Hashable, int]
-    _meta_pending: list[Any]
+    _filter: _hooks.ConnectionFilter | None
+    _publication_watcher: Callable[[], None] | None
+    _changes: list[Any]
     _death_callback: Callable[[weakref.ref[Any]], None]
     async_mode: Literal["concurrent", "sequential"]
 
@@ -120,8 +120,9 @@ class Routing:
         record = self._records.pop(key, None)
         if record is None:
             return None
-        if _meta.watching and _meta.watched(cast("Signal", self)):
-            self._meta_pending.append((False, record, collected))
+        watcher = _hooks.connection_watcher
+        if watcher is not None and watcher.watches(cast("Signal", self)):
+            self._changes.append((False, record, collected))
         if record[R_SENDER_KIND] in ("weak", "strong"):
             self._release_sender(record[R_SENDER_KEY])
         return record
@@ -173,10 +174,11 @@ class Routing:
             record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
             self._records[key] = (*record, scope)
             self._invalidate()
-            if _meta.watching and _meta.watched(cast("Signal", self)):
-                self._meta_pending.append((True, self._records[key], receiver))
-        if self._meta_pending:
-            _meta.flush(cast("Signal", self))
+            watcher = _hooks.connection_watcher
+            if watcher is not None and watcher.watches(cast("Signal", self)):
+                self._changes.append((True, self._records[key], receiver))
+        if self._changes:
+            self._report_changes()
         return key
 
     def _disconnect_key(self, key: Hashable) -> bool:
@@ -185,8 +187,8 @@ class Routing:
             removed = self._remove(key)  # kept until the lock is released (see disconnect)
             if removed is not None:
                 self._invalidate()
-        if self._meta_pending:
-            _meta.flush(cast("Signal", self))
+        if self._changes:
+            self._report_changes()
         return removed is not None
 
     def _is_connected(
@@ -216,8 +218,9 @@ class Routing:
             any_records: list[tuple[int, Record]] = []
             by_sender: dict[Hashable, list[tuple[int, Record]]] = {}
             by_value = False
-            for position, (key, record) in enumerate(self._records.items()):
-                if self._muted and _mute.is_muted(self._muted, key, record):
+            skip = self._filter
+            for position, record in enumerate(self._records.values()):
+                if skip is not None and skip(record):
                     continue
                 anchor = record[R_SENDER_ANCHOR]
                 if record[R_SENDER_KIND] == "any":
@@ -238,7 +241,7 @@ class Routing:
             table[_DEFAULT] = _BY_VALUE if by_value else any_plan
             table[id(_MISSING)] = _NO_SENDER
             self._table = table
-            self._routes = _INTERCEPT_TABLE if self._interceptors else _published(table)
+            self._publish(_INTERCEPT_TABLE if self._interceptors else _published(table))
             copies = None
             if self._unscanned:  # only after connect(): local connections made per request skip it
                 self._unscanned = False
@@ -253,14 +256,43 @@ class Routing:
         # Order matters for lock-free readers: a send reading _routes after
         # this sees the stale table and rebuilds.
         self._table = _STALE_TABLE
-        self._routes = _STALE_TABLE
+        self._publish(_STALE_TABLE)
+
+    def _publish(self, routes: dict[Hashable, Plan]) -> None:
+        """Make *routes* what ``send()`` reads; tell the publication watcher, if any."""
+        self._routes = routes
+        if self._publication_watcher is not None:  # see hooks.set_publication_watcher
+            self._publication_watcher()
+
+    def _set_filter(self, skip: _hooks.ConnectionFilter | None) -> None:
+        """Install the connection filter (see ``hooks.set_connection_filter``)."""
+        with self._lock:
+            self._filter = skip
+            self._invalidate()
+
+    def _report_changes(self) -> None:
+        """Hand the queued connection changes to the watcher. Call without the lock."""
+        with self._lock:
+            changes, self._changes = self._changes, []
+        watcher = _hooks.connection_watcher
+        if watcher is None or not changes:
+            return
+        reported: list[_hooks.ConnectionChange] = []
+        for connected, record, extra in changes:
+            sender = sender_of(record)
+            uid = record[R_UID]
+            if connected:
+                reported.append((True, extra, sender, uid, False))
+            else:
+                reported.append((False, _resolve(record), sender, uid, extra))
+        watcher.changed(cast("Signal", self), reported)
 
     def _plan_for(self, sender: object) -> Plan:
         routes = self._table
         if routes is _STALE_TABLE:
             routes = self._rebuild()
-            if self._meta_pending:
-                _meta.flush(cast("Signal", self))
+            if self._changes:
+                self._report_changes()
         plan = routes.get(id(sender))
         if plan is None:
             plan = routes[_DEFAULT]
@@ -301,8 +333,8 @@ class Routing:
         routes = self._routes
         if routes is _STALE_TABLE:  # after any connect or disconnect: publish the new table
             self._rebuild()
-            if self._meta_pending:
-                _meta.flush(cast("Signal", self))
+            if self._changes:
+                self._report_changes()
             routes = self._routes
         plan = routes.get(id(sender))
         if plan is None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import decorators as _decorators
 from . import hooks as _hooks
-from . import meta as _meta
+from . import identity as _identity
 from . import pause as _pause
 from . import receivers as _receivers
 from . import senders as _senders
@@ -57,14 +57,13 @@ from .records import (
     R_ASYNC,
     R_PRIORITY,
     R_SCOPE,
-    R_SENDER_ANCHOR,
-    R_SENDER_KEY,
     R_SENDER_KIND,
     R_UID,
     R_VIA,
     R_WEAK,
     Connection,
     Record,
+    sender_of,
 )
 from .routing import make_death_callback
 
@@ -124,13 +123,13 @@ class Signal(Dispatching):
     ) -> None:
         del use_caching
         if providing_args is not None:
-            _meta.warn_providing_args()
+            _identity.warn_providing_args()
         if async_mode not in ("concurrent", "sequential"):
             msg = f"async_mode must be 'concurrent' or 'sequential'; got {async_mode!r}."
             raise ValueError(msg)
         self.name = name
         self.doc = doc
-        self.module = _meta.defining_module()  # for introspection (see _namespace)
+        self.module = _identity.defining_module()  # for introspection and pickling
         self.async_mode = async_mode
         self._lock = threading.Lock()
         self._records: dict[Hashable, Record] = {}
@@ -143,8 +142,9 @@ class Signal(Dispatching):
         self._anchor_keys: dict[int, Hashable] = {}  # id(sender weakref) -> sender key
         self._sender_anchors: dict[Hashable, tuple[Any, int]] = {}  # key -> (anchor, uses)
         self._dead = False
-        self._muted: dict[Hashable, int] = {}  # mute key -> depth (see _mute)
-        self._meta_pending: list[Any] = []  # receiver_(dis)connected to send (see _meta)
+        self._filter: _hooks.ConnectionFilter | None = None  # see hooks.set_connection_filter
+        self._publication_watcher: Callable[[], None] | None = None  # see hooks.set_publication_watcher
+        self._changes: list[Any] = []  # for hooks.connection_watcher, reported after the lock
         self._unscanned = False  # connected since the last look for module copies (see _rebuild)
         self._death_callback = make_death_callback(self)
         self._interceptors = _hooks.register(self)
@@ -162,8 +162,8 @@ class Signal(Dispatching):
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by reference to its module-level name (see _meta).
-        return _meta.reduce_signal(self)
+        # Pickled by reference to its module-level name (see identity).
+        return _identity.reduce_signal(self)
 
     # ---- connecting ------------------------------------------------------
 
@@ -191,7 +191,7 @@ class Signal(Dispatching):
         via: DeliveryPolicy | None = ...,
     ) -> Callable[[_F], _F]: ...
 
-    def connect(  # noqa: C901, PLR0912 - the hot path is inlined on purpose (see benchmarks/)
+    def connect(  # noqa: C901, PLR0912, PLR0915 - the hot path is inlined on purpose (see benchmarks/)
         self,
         receiver: Callable[..., Any] | None = None,
         sender: object = None,
@@ -282,13 +282,16 @@ class Signal(Dispatching):
                 return receiver
             self._table = _STALE_TABLE  # inline _invalidate()
             self._routes = _STALE_TABLE
+            if self._publication_watcher is not None:  # see hooks.set_publication_watcher
+                self._publication_watcher()
             self._unscanned = True  # look for module copies at the next rebuild
-            if _meta.watching and _meta.watched(self):
-                self._meta_pending.append((True, record, receiver))
+            watcher = _hooks.connection_watcher
+            if watcher is not None and watcher.watches(self):
+                self._changes.append((True, record, receiver))
         finally:
             lock.release()
-        if self._meta_pending:
-            _meta.flush(self)
+        if self._changes:
+            self._report_changes()
         return receiver
 
     def disconnect(
@@ -332,10 +335,12 @@ class Signal(Dispatching):
                 return False
             self._table = _STALE_TABLE  # inline _invalidate()
             self._routes = _STALE_TABLE
+            if self._publication_watcher is not None:  # see hooks.set_publication_watcher
+                self._publication_watcher()
         finally:
             lock.release()
-        if self._meta_pending:
-            _meta.flush(self)
+        if self._changes:
+            self._report_changes()
         return True
 
     # A context manager function used as a method: see _decorators.
@@ -365,18 +370,12 @@ class Signal(Dispatching):
                 # by connections to a dead sender (after the lock is released).
                 _swept = self._sweep()
             records = list(self._records.values())
-        if self._meta_pending:
-            _meta.flush(self)
+        if self._changes:
+            self._report_changes()
         result = []
         for record in records:
             receiver = _resolve(record)
-            anchor = record[R_SENDER_ANCHOR]
-            if record[R_SENDER_KIND] == "any":
-                sender = None
-            elif record[R_SENDER_KIND] == "value":
-                sender = record[R_SENDER_KEY][1]
-            else:
-                sender = anchor() if record[R_SENDER_KIND] == "weak" else anchor
+            sender = sender_of(record)
             if receiver is None or (record[R_SENDER_KIND] == "weak" and sender is None):
                 continue
             module, qualname, where = _receivers.describe(receiver)

@@ -1,10 +1,12 @@
 """Muting: silence whole signals or single receivers, process-wide.
 
 A muted connection stays connected; it is only left out of the routing
-tables. ``Signal._muted`` maps a mute key to its depth (how many open
-``mute()`` blocks hold it); ``Signal._rebuild`` skips every connection
-:func:`is_muted` reports, so a mute costs nothing on the send path, and
-leaving the block invalidates the table, so nothing stale survives it.
+tables: ``_depths`` maps each signal with something muted to its mute keys
+and their depths (how many open ``mute()`` blocks hold each), and the signal
+gets a connection filter (``hooks.set_connection_filter``) leaving those
+connections out when it rebuilds its table. So a mute costs nothing on the
+send path, and every change invalidates the table, so nothing stale
+survives a block.
 
 The keys:
 
@@ -32,19 +34,19 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from tocsin._core import hooks as _hooks
+from tocsin._core import hooks
 from tocsin._core import receivers as _receivers
-from tocsin._core.records import R_DEREF, R_FUNC, Record
+from tocsin._core.signal import Signal
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from tocsin._core.signal import Signal
 
-__all__ = ["ALL", "is_muted", "mute"]
+__all__ = ["ALL", "mute"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -61,23 +63,24 @@ ALL: Final[Hashable] = _All()
 # One lock for every mute change: entering and leaving are rare, and one lock
 # makes "mute these three signals" atomic with respect to other mute blocks.
 _lock = threading.Lock()
+# signal -> {mute key: depth}, for the signals with something muted.
+_depths: weakref.WeakKeyDictionary[Signal, dict[Hashable, int]] = weakref.WeakKeyDictionary()
 
 
-def is_muted(muted: dict[Hashable, int], key: Hashable, record: Record) -> bool:
-    """Whether the connection *key* / *record* is muted. Signal lock held."""
+def _skip_all(record: object) -> bool:
+    del record
+    return True
+
+
+def _skip_muted(muted: dict[Hashable, int]) -> hooks.ConnectionFilter:
+    """The connection filter leaving out what *muted* (a frozen snapshot) silences."""
     if ALL in muted:
-        return True
-    rkey = key if key.__class__ is int else key[0]  # type: ignore[index] # see _signal.connection_key
-    if ("receiver", rkey) in muted:
-        return True
-    # A receiver connected with dispatch_uid= is keyed by its uid: find it by
-    # identity instead. Only reached while some receiver is muted.
-    obj = cast("Callable[[], Any]", record[R_DEREF])()
-    if obj is None:
-        return False
-    func = record[R_FUNC]
-    ident = (id(obj), id(func)) if func is not None else _receivers.receiver_key(obj)
-    return ("receiver", ident) in muted
+        return _skip_all
+
+    def skip(record: Any) -> bool:
+        return ("receiver", _receivers.identity_of(record)) in muted
+
+    return skip
 
 
 class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
@@ -115,8 +118,6 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
     """
 
     def __init__(self, *targets: Signal | Callable[..., Any]) -> None:
-        from tocsin._core.signal import Signal  # noqa: PLC0415 - _signal imports this module
-
         keys: list[tuple[Signal | None, Hashable]] = []
         for target in cast("tuple[object, ...]", targets):  # checked at run time too
             if isinstance(target, Signal):
@@ -144,7 +145,7 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
                     applied.append((signal, key))
                     continue
                 if every is None:
-                    every = _hooks.live_signals()
+                    every = hooks.live_signals()
                 applied.extend((sig, key) for sig in every)
             for signal, key in applied:
                 _change(signal, key, +1)
@@ -190,11 +191,17 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
 
 
 def _change(signal: Signal, key: Hashable, delta: int) -> None:
-    with signal._lock:  # noqa: SLF001 - _mute owns Signal._muted
-        muted = signal._muted  # noqa: SLF001
-        depth = muted.get(key, 0) + delta
-        if depth > 0:
-            muted[key] = depth
-        else:
-            muted.pop(key, None)
-        signal._invalidate()  # noqa: SLF001
+    """Add *delta* to the depth of *key* on *signal*. Under ``_lock``."""
+    muted = dict(_depths.get(signal, {}))
+    depth = muted.get(key, 0) + delta
+    if depth > 0:
+        muted[key] = depth
+    else:
+        muted.pop(key, None)
+    if muted:
+        _depths[signal] = muted
+    else:
+        _depths.pop(signal, None)
+    # A new filter over a frozen copy: the signal may be rebuilding its table
+    # with the previous one in another thread.
+    hooks.set_connection_filter(signal, _skip_muted(muted) if muted else None)

@@ -25,8 +25,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from tocsin._core import hooks as _hooks
-from tocsin._core import meta as _meta
+from tocsin._core import identity as _identity
 from tocsin._core.signal import Signal
+
+from . import meta as _meta
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -94,8 +96,8 @@ def signal(name: str, doc: str | None = None) -> Signal:
     return default_namespace.signal(name, doc)
 
 
-_meta.skip_frames_of(Namespace.signal.__code__)
-_meta.skip_frames_of(signal.__code__)
+_identity.skip_frames_of(Namespace.signal.__code__)
+_identity.skip_frames_of(signal.__code__)
 
 
 def all_signals() -> list[Signal]:
@@ -111,7 +113,7 @@ def all_signals() -> list[Signal]:
 
 
 class _MetaSignal(Signal):
-    """A meta-signal: keeps ``_meta.watching`` in step with its connections."""
+    """A meta-signal: installs the connection watcher while it has connections (see ``meta``)."""
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         result = super().connect(*args, **kwargs)

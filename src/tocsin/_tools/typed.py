@@ -42,7 +42,7 @@ import inspect
 import typing
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from tocsin._core import meta as _meta
+from tocsin._core import identity as _identity
 from tocsin._core.signal import Signal
 from tocsin.exceptions import SendArgumentsError
 
@@ -190,4 +190,4 @@ def typed_signal(spec: Callable[P, object]) -> TypedSignal[P]:
     return sig
 
 
-_meta.skip_frames_of(typed_signal.__code__)
+_identity.skip_frames_of(typed_signal.__code__)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionma
 from sqlalchemy.util import concurrency
 
 from tocsin._core import async_asyncio as _async
-from tocsin._core.plans import _EMPTY_ROUTES
+from tocsin._core import hooks
 from tocsin._core.signal import Signal
 
 from ._commit import in_greenlet as _in_greenlet
@@ -441,18 +441,14 @@ def _hook_class(mapper: Mapper[Any]) -> None:
     if instrumented is None or getattr(instrumented, "_tocsin_post_init", False):
         return
 
-    signal, nobody = post_init, _EMPTY_ROUTES
+    signal, nobody_listens, is_quiet = post_init, hooks.nobody_listens, hooks.is_quiet
 
     @functools.wraps(instrumented)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - it is __init__
         instrumented(self, *args, **kwargs)
         # A subclass's __init__ calls this one too: send once, for the real class.
         # Once per object, so no receiver anywhere costs one identity check.
-        if (
-            type(self) is cls
-            and signal._routes is not nobody  # noqa: SLF001 - same package
-            and not signal._is_quiet(cls)  # noqa: SLF001
-        ):
+        if type(self) is cls and not nobody_listens(signal) and not is_quiet(signal, cls):
             signal.send(sender=cls, instance=self)
 
     __init__._tocsin_post_init = True  # type: ignore[attr-defined]  # noqa: SLF001 - our own marker
@@ -462,16 +458,16 @@ def _hook_class(mapper: Mapper[Any]) -> None:
 def _on_init(state: InstanceState[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     # Once per object: no receiver anywhere costs one identity check, a class
     # nobody listens to (no receiver, no interceptor) one routing-table lookup.
-    if pre_init._routes is _EMPTY_ROUTES:  # noqa: SLF001 - same package
+    if hooks.nobody_listens(pre_init):
         return
     cls = state.class_
-    if not pre_init._is_quiet(cls) and class_config(state.mapper) is not None:  # noqa: SLF001
+    if not hooks.is_quiet(pre_init, cls) and class_config(state.mapper) is not None:
         pre_init.send(sender=cls, args=args, kwargs=kwargs)
 
 
 def _on_load(state: InstanceState[Any], context: Any) -> None:  # noqa: ARG001 - the event's signature
     cls = state.class_
-    if pre_init._is_quiet(cls) and post_init._is_quiet(cls):  # noqa: SLF001 - same package
+    if hooks.is_quiet(pre_init, cls) and hooks.is_quiet(post_init, cls):
         return
     mapper = state.mapper
     if class_config(mapper) is None:

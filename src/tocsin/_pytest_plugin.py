@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tocsin.testing import Capture, capture, mute
+from .testing import Capture, capture, mute
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -13,12 +13,15 @@ from ._core.delivery import Deferred as Deferred
 from ._core.delivery import DeferredCall as DeferredCall
 from ._core.delivery import DeliveryPolicy as DeliveryPolicy
 from ._core.pause import HeldSend as HeldSend
+from ._core.pause import Paused as Paused
 from ._core.records import Connection as Connection
 from ._core.signal import Signal as Signal
+from ._observability.observe import Observation as Observation
 from ._observability.observe import Observer as Observer
 from ._observability.observe import ReceiverEvent as ReceiverEvent
 from ._observability.observe import SendEvent as SendEvent
 from ._observability.observe import observe as observe
+from ._observability.trace import Trace as Trace
 from ._observability.trace import trace as trace
 from ._tools.namespace import Namespace as Namespace
 from ._tools.namespace import all_signals as all_signals
@@ -35,10 +38,13 @@ __all__ = [
     "DeliveryPolicy",
     "HeldSend",
     "Namespace",
+    "Observation",
     "Observer",
+    "Paused",
     "ReceiverEvent",
     "SendEvent",
     "Signal",
+    "Trace",
     "TypedSignal",
     "all_signals",
     "observe",

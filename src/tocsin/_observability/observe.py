@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tocsin._core.delivery import DeferredCall
     from tocsin._core.signal import Signal
 
-__all__ = ["Observer", "ReceiverEvent", "SendEvent", "observe", "signal_label"]
+__all__ = ["Observation", "Observer", "ReceiverEvent", "SendEvent", "observe", "signal_label"]
 
 logger = logging.getLogger("tocsin")
 
@@ -369,8 +369,17 @@ def _remove(observer: Observer) -> None:
             _hooks.set_receiver_observer(None)
 
 
-class _Observation:
-    """What :func:`observe` returns: a remover that is also a context manager."""
+class Observation:
+    """What :func:`observe` returns: a remover that is also a context manager.
+
+    Calling it, or leaving its ``with`` block, stops feeding sends to
+    ``observer``; doing so again does nothing. Thread-safe.
+
+    Attributes:
+        observer: the observer being fed.
+
+    .. versionadded:: 0.1
+    """
 
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
@@ -385,7 +394,7 @@ class _Observation:
         _remove(self.observer)
 
 
-def observe(observer: Observer) -> _Observation:
+def observe(observer: Observer) -> Observation:
     """Start feeding every send of every signal to *observer*.
 
     Returns a function that stops it (idempotent), which is also a context
@@ -405,4 +414,4 @@ def observe(observer: Observer) -> _Observation:
         msg = f"tocsin.observe() takes a tocsin.Observer (subclass it); got {observer!r}."
         raise TypeError(msg)
     _add(observer)
-    return _Observation(observer)
+    return Observation(observer)

@@ -353,7 +353,13 @@ class Signal(Dispatching):
         return bool(self.receivers_for(sender))
 
     def connections(self) -> list[Connection]:
-        """Return a snapshot of the live connections, in connection order."""
+        """Return a snapshot of the live connections, in connection order.
+
+        Cost: proportional to the number of connections (a few microseconds
+        each). ``Connection.where`` of a callable object or a class is looked
+        up once per class and cached; before Python 3.13 the first lookup of
+        a class in a given file parses that file once.
+        """
         with self._lock:
             if self._dead:
                 # Drops what died, and so releases the receivers held strongly

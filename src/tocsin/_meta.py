@@ -110,7 +110,7 @@ def flush(signal: Signal) -> None:
     """Send the meta-signals queued on *signal*. Call without its lock."""
     from ._plans import _resolve  # noqa: PLC0415 - _signal imports this module
 
-    with signal._lock:  # noqa: SLF001 - _meta owns _meta_pending
+    with signal._locked():  # noqa: SLF001 - _meta owns _meta_pending
         events = list(signal._meta_pending)  # noqa: SLF001
         signal._meta_pending.clear()  # noqa: SLF001
     for connected, record, extra in events:

@@ -189,7 +189,7 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
 
 
 def _change(signal: Signal, key: Hashable, delta: int) -> None:
-    with signal._lock:  # noqa: SLF001 - _mute owns Signal._muted
+    with signal._locked():  # noqa: SLF001 - _mute owns Signal._muted
         muted = signal._muted  # noqa: SLF001
         depth = muted.get(key, 0) + delta
         if depth > 0:

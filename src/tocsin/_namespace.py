@@ -28,7 +28,8 @@ from . import _hooks, _meta
 from ._signal import Signal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import weakref
+    from collections.abc import Hashable, Iterator
 
 __all__ = ["Namespace", "all_signals", "receiver_connected", "receiver_disconnected", "signal"]
 
@@ -126,6 +127,11 @@ class _MetaSignal(Signal):
         swept = super()._sweep()
         _meta.refresh()
         return swept
+
+    def _drop_sender(self, skey: Hashable, anchor: weakref.ref[Any]) -> list[object]:
+        dropped = super()._drop_sender(skey, anchor)
+        _meta.refresh()
+        return dropped
 
 
 receiver_connected = _MetaSignal(

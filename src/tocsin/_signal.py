@@ -18,8 +18,11 @@ Design, in the order a send sees it:
 
 Weak references: a receiver's death only flags the signal for a sweep (a
 weakref callback may run inside any allocation, even one made while this
-thread holds the lock, so it must not take it). A sender's death also drops
-its key from the published table at once, before its id can be reused.
+thread holds the lock, so it must never wait for it). A sender's death also
+drops its key from the published table at once, before its id can be reused,
+and its connections as soon as the lock is free (see ``_routing``): every
+holder of the lock calls ``_sweep_released`` after releasing it if something
+died meanwhile.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ class Signal(Dispatching):
         self._own_interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._anchor_keys: dict[int, Hashable] = {}  # id(sender weakref) -> sender key
-        self._sender_anchors: dict[Hashable, tuple[Any, int]] = {}  # key -> (anchor, uses)
+        self._sender_anchors: dict[Hashable, tuple[Any, dict[Hashable, None]]] = {}  # (anchor, keys)
         self._dead = False
         self._muted: dict[Hashable, int] = {}  # mute key -> depth (see _mute)
         self._meta_pending: list[Any] = []  # receiver_(dis)connected to send (see _meta)
@@ -267,7 +270,7 @@ class Signal(Dispatching):
             if kind != "any":
                 if key in records:
                     return receiver
-                anchor = self._hold_sender(skey, kind, sender)
+                anchor = self._hold_sender(skey, kind, sender, key)
             else:
                 anchor = None
             # No sequence number: connection order is the order of _records (see _make_plan).
@@ -282,6 +285,8 @@ class Signal(Dispatching):
                 self._meta_pending.append((True, record, receiver))
         finally:
             lock.release()
+            if self._dead:  # died while the lock was held (see _routing.make_death_callback)
+                self._sweep_released()
         if self._meta_pending:
             _meta.flush(self)
         return receiver
@@ -329,6 +334,8 @@ class Signal(Dispatching):
             self._routes = _STALE_TABLE
         finally:
             lock.release()
+            if self._dead:  # see connect()
+                self._sweep_released()
         if self._meta_pending:
             _meta.flush(self)
         return True
@@ -360,11 +367,9 @@ class Signal(Dispatching):
         up once per class and cached; before Python 3.13 the first lookup of
         a class in a given file parses that file once.
         """
-        with self._lock:
+        with self._locked():
             if self._dead:
-                # Drops what died, and so releases the receivers held strongly
-                # by connections to a dead sender (after the lock is released).
-                _swept = self._sweep()
+                _swept = self._sweep()  # freed after the lock is released
             records = list(self._records.values())
         if self._meta_pending:
             _meta.flush(self)

@@ -7,9 +7,13 @@ import contextvars
 import functools
 import gc
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import trio
@@ -396,6 +400,71 @@ class TestSyncSendWithAsyncReceivers:
         assert loops[0] is loops[1]
         assert other[0] is not loops[0]
 
+    def test_a_finished_threads_loop_is_closed_without_gc(self, sig):
+        loops: list[asyncio.AbstractEventLoop] = []
+
+        async def record(**kwargs):
+            loops.append(asyncio.get_running_loop())
+
+        sig.connect(record)
+        gc.disable()  # closed by reference counting as the thread ends, not by a gc pass
+        try:
+            thread = threading.Thread(target=sig.send, args=(None,))
+            thread.start()
+            thread.join()
+            [loop] = loops
+            assert loop.is_closed()
+        finally:
+            gc.enable()
+
+    @pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="POSIX only: resource limits, /dev/fd")
+    def test_a_thread_per_send_does_not_run_out_of_file_descriptors(self):
+        # A server with a thread per request, under a low descriptor limit, in
+        # a subprocess so that the limit does not touch this test run.
+        script = textwrap.dedent(
+            """
+            import asyncio, os, resource, threading
+            import tocsin
+
+            sig = tocsin.Signal()
+            ran = []
+
+            async def receiver(sender, **kwargs):
+                await asyncio.sleep(0)
+                ran.append(sender)
+
+            sig.connect(receiver)
+            highest = max(int(fd) for fd in os.listdir("/dev/fd"))
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            # Room for the loops of the 8 threads alive at once (3 descriptors each).
+            resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 40, hard))
+            failures = []
+
+            def request(n):
+                try:
+                    sig.send(n)
+                except BaseException as exc:
+                    failures.append(repr(exc))
+
+            for start in range(0, 400, 8):
+                batch = [threading.Thread(target=request, args=(n,)) for n in range(start, start + 8)]
+                for thread in batch:
+                    thread.start()
+                for thread in batch:
+                    thread.join()
+            sig.send("main")  # the main thread's loop: closed at exit, silently
+            print(len(set(ran)), failures[:3])
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-W", "error", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (proc.stdout, proc.stderr, proc.returncode) == ("401 []\n", "", 0)
+
     def test_inside_running_loop_raises_before_any_receiver(self, sig):
         ran = []
 
@@ -521,7 +590,7 @@ class TestTrio:
 
 
 class TestAwaiter:
-    """An integration may tell a sync send inside a running loop how to wait (tocsin._async.awaiter)."""
+    """An integration may tell a sync send inside a running loop how to wait (async_asyncio.awaiter)."""
 
     def test_sync_send_in_a_loop_uses_the_awaiter(self, sig):
         from concurrent.futures import ThreadPoolExecutor

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import tocsin
+from tocsin._core import hooks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -115,6 +118,18 @@ class TestMetaSignals:
         sig.connect(handler, sender="other")
         kinds = [(kind, e.get("collected"), e["receiver"]) for kind, e in events]
         assert kinds == [("disconnected", True, handler), ("connected", None, handler)]
+
+    def test_watcher_for_a_dead_signal_goes_with_it(self) -> None:
+        """A watcher connected for one signal is released as that signal dies, and watching stops."""
+        sig = tocsin.Signal()
+        watcher = functools.partial(handler)  # held strongly
+        tocsin.receiver_connected.connect(watcher, sender=sig)
+        ref = weakref.ref(watcher)
+        del watcher
+        assert hooks.connection_watcher is not None
+        del sig
+        assert ref() is None
+        assert hooks.connection_watcher is None  # connect() no longer checks for watchers
 
     def test_failing_watcher_is_logged_not_raised(self, caplog: pytest.LogCaptureFixture) -> None:
         """A watcher raising never makes connect() fail; the error is logged."""

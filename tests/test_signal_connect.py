@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import functools
 import gc
+import importlib.util
 import inspect
+import sys
 import tracemalloc
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -377,6 +381,135 @@ class TestDisconnect:
         assert [r for r, _ in sig.send(None)] == [other, handler]
 
 
+# Receiver classes for TestConnectionsCost, written to a file and imported
+# from it, as an application's receivers are. Markers name the lines each
+# class is defined on (a decorated class starts at its first decorator).
+_RECEIVER_CLASSES = """\
+import functools
+
+
+def tag(cls):
+    return cls
+
+
+class Plain:  # Plain
+    def __call__(self, **kwargs):
+        pass
+
+
+@tag  # Decorated
+@functools.total_ordering
+class Decorated:
+    def __call__(self, **kwargs):
+        pass
+
+    def __lt__(self, other):
+        return False
+
+
+class Outer:  # Outer
+    class Inner:  # Outer.Inner
+        def __call__(self, **kwargs):
+            pass
+
+
+def make():
+    class Local:  # make.<locals>.Local
+        def __call__(self, **kwargs):
+            pass
+
+    return Local
+
+
+Local = make()
+
+
+class Twice:  # replaced below
+    def __call__(self, **kwargs):
+        pass
+
+
+class Twice:  # Twice
+    def __call__(self, **kwargs):
+        pass
+"""
+
+
+def _import_receiver_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int) -> Any:
+    """Write _RECEIVER_CLASSES (plus *extra* plain classes) to a file and import it."""
+    source = _RECEIVER_CLASSES + "".join(
+        f"\n\nclass Extra{n}:  # Extra{n}\n    def __call__(self, **kwargs):\n        pass\n"
+        for n in range(extra)
+    )
+    path = tmp_path / "tocsin_test_receiver_classes.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, path.stem, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _marked_line(module: Any, mark: str) -> int:
+    """The line of *module*'s source ending with ``# mark``."""
+    lines = Path(module.__file__).read_text().splitlines()
+    [number] = [n for n, line in enumerate(lines, 1) if line.endswith(f"# {mark}")]
+    return number
+
+
+def _count_source_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every call of the functions that read or parse a source file."""
+    calls: list[str] = []
+    for owner, name in ((inspect, "getsourcelines"), (inspect, "findsource"), (ast, "parse")):
+        real = getattr(owner, name)
+
+        def counting(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
+class TestConnectionsCost:
+    """connections() costs in proportion to the connections, not to sources re-read."""
+
+    def test_many_receivers_of_one_class_read_its_source_once(
+        self, sig: tocsin.Signal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Listing 300 instances of one class finds the class's line at most once."""
+        module = _import_receiver_classes(tmp_path, monkeypatch, extra=0)
+        receivers = [module.Plain() for _ in range(300)]
+        for receiver in receivers:
+            sig.connect(receiver)
+        calls = _count_source_lookups(monkeypatch)
+        connections = sig.connections()
+        assert len(calls) <= 1, calls  # one parse of the file at most (none on 3.13+)
+        assert {c.where for c in connections} == {f"{module.__file__}:{_marked_line(module, 'Plain')}"}
+
+    def test_many_classes_of_one_file_parse_it_once(
+        self, sig: tocsin.Signal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Classes of one file (decorated, nested, local, redefined) cost one parse, then none."""
+        module = _import_receiver_classes(tmp_path, monkeypatch, extra=40)
+        classes = [module.Plain, module.Decorated, module.Outer.Inner, module.Local, module.Twice]
+        classes += [getattr(module, f"Extra{n}") for n in range(40)]
+        marks = [cls.__qualname__ for cls in classes]  # each marks its class's line
+        receivers = [cls() for cls in classes]
+        for receiver in receivers:
+            sig.connect(receiver)
+        calls = _count_source_lookups(monkeypatch)
+        first = sig.connections()
+        assert len(calls) <= 1, calls
+        assert [c.where for c in first] == [f"{module.__file__}:{_marked_line(module, m)}" for m in marks]
+        assert [c.qualname for c in first] == marks
+        calls.clear()
+        assert sig.connections() == first
+        assert calls == []
+
+
 class TestConnections:
     def test_record_fields(self, sig: tocsin.Signal) -> None:
         """connections() reports every field of each connection."""
@@ -417,8 +550,7 @@ class TestConnections:
         assert method.receiver == listener.method
         assert method.sender is sender
         assert method.qualname == "Listener.method"
-        assert method.where is not None
-        assert method.where.startswith(f"{__file__}:")
+        assert method.where == f"{__file__}:{Listener.method.__code__.co_firstlineno}"
         assert obj.receiver is listener
         assert obj.qualname == "Listener"
         assert obj.where == f"{__file__}:{inspect.getsourcelines(Listener)[1]}"
@@ -444,6 +576,7 @@ class TestConnections:
         (conn,) = sig.connections()
         assert conn.receiver is part
         assert conn.qualname == "handler"
+        assert conn.where == f"{__file__}:{handler.__code__.co_firstlineno}"
         assert conn.weak is False
 
     def test_snapshot_in_connection_order(self, sig: tocsin.Signal) -> None:

@@ -8,6 +8,7 @@ import gc
 import pickle
 import subprocess
 import sys
+import threading
 import tracemalloc
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -331,6 +332,163 @@ class TestSenderReferences:
         for listener in listeners:
             sig.connect(listener, sender=sender)
         assert weakref.getweakrefcount(sender) == 1
+
+
+class _HashHook:
+    """A dispatch_uid whose first hash, taken by connect() under the signal's lock, runs *hook*."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self.hook: Callable[[], None] | None = hook
+
+    def __hash__(self) -> int:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class TestDeadSenderReleasesAtOnce:
+    """Receivers held strongly for a sender go when the sender dies, not at the next use."""
+
+    @pytest.mark.parametrize("kind", ["lambda", "partial", "inline closure", "object, weak=False"])
+    def test_released_when_the_sender_dies(self, sig: tocsin.Signal, kind: str) -> None:
+        """Connected for one sender and held strongly: gone as the sender goes, with no further call."""
+        sender = Sender()
+        if kind == "lambda":
+            receiver: Callable[..., Any] = lambda **kwargs: None
+        elif kind == "partial":
+            receiver = functools.partial(module_function)
+        elif kind == "inline closure":
+            sig.connect(make_handler(), sender=sender)
+            [receiver] = sig.receivers_for(sender)
+        else:
+            receiver = Listener()
+        sig.connect(receiver, sender=sender, weak=kind != "object, weak=False")
+        assert [c.weak for c in sig.connections()] == [False]
+        ref = weakref.ref(receiver)
+        del receiver
+        del sender  # no send, connect or connections() between this and the check
+        assert ref() is None
+        assert sig.connections() == []
+
+    def test_sender_in_a_reference_cycle(self, sig: tocsin.Signal) -> None:
+        """A sender freed by the garbage collector releases its receivers in that pass."""
+        sender = Sender()
+        sender.me = sender  # type: ignore[attr-defined]
+        receiver = functools.partial(module_function)
+        sig.connect(receiver, sender=sender)
+        ref = weakref.ref(receiver)
+        del receiver, sender
+        gc.collect()
+        assert ref() is None
+
+    def test_sender_dies_while_another_thread_holds_the_lock(self, sig: tocsin.Signal) -> None:
+        """The callback never waits for the lock; the thread holding it sweeps as it releases it."""
+        sender = Sender()
+        receiver = functools.partial(module_function)
+        sig.connect(receiver, sender=sender)
+        ref = weakref.ref(receiver)
+        del receiver
+        inside, proceed = threading.Event(), threading.Event()
+        locked: list[bool] = []
+
+        def hold() -> None:
+            locked.append(sig._lock.locked())
+            inside.set()
+            proceed.wait(timeout=30)
+
+        holder = threading.Thread(
+            target=sig.connect, args=(module_function,), kwargs={"dispatch_uid": _HashHook(hold)}
+        )
+        holder.start()
+        assert inside.wait(timeout=30)
+        del sender  # the other thread is inside connect(), holding the lock
+        held_meanwhile = ref() is not None
+        proceed.set()
+        holder.join()
+        assert locked == [True]
+        assert held_meanwhile  # released by the lock's holder, not here
+        assert ref() is None
+        assert [c.receiver for c in sig.connections()] == [module_function]
+
+    def test_sender_dies_while_this_thread_holds_the_lock(self, sig: tocsin.Signal) -> None:
+        """A sender dying inside a connect() of this thread is swept before connect() returns."""
+        senders = [Sender()]
+        receiver = functools.partial(module_function)
+        sig.connect(receiver, sender=senders[0])
+        ref = weakref.ref(receiver)
+        del receiver
+        locked: list[bool] = []
+
+        def drop_sender() -> None:
+            locked.append(sig._lock.locked())
+            senders.clear()
+
+        dead_after_connect: list[bool] = []
+
+        def connect() -> None:
+            sig.connect(module_function, dispatch_uid=_HashHook(drop_sender))
+            dead_after_connect.append(ref() is None)
+
+        thread = threading.Thread(target=connect, daemon=True)  # a deadlock fails the test, not the run
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert (senders, locked, dead_after_connect) == ([], [True], [True])
+        assert [c.receiver for c in sig.connections()] == [module_function]
+
+    def test_receiver_del_may_use_the_signal(self, sig: tocsin.Signal) -> None:
+        """A released receiver's __del__ that connects and sends on the signal does not deadlock."""
+        done: list[list[Any]] = []
+
+        class UsesSignal:
+            def __call__(self, **kwargs: Any) -> None:
+                pass
+
+            def __del__(self) -> None:
+                sig.connect(module_function)
+                done.append([response for _, response in sig.send(None)])
+
+        def run() -> None:
+            sender = Sender()
+            sig.connect(UsesSignal(), sender=sender, weak=False)
+            del sender
+            # And with the sender dying while this thread holds the lock:
+            senders = [Sender()]
+            sig.connect(UsesSignal(), sender=senders[0], weak=False)
+            sig.connect(listener, dispatch_uid=_HashHook(senders.clear))
+
+        listener = Listener()
+        thread = threading.Thread(target=run, daemon=True)  # a deadlock fails the test, not the run
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert done == [["module"], ["module", "call"]]
+
+    def test_deaths_do_not_sweep_every_connection(
+        self, sig: tocsin.Signal, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each dying sender removes its own connections: 500 deaths, no full sweep."""
+        senders = [Sender() for _ in range(500)]
+        receivers = [functools.partial(module_function) for _ in senders]
+        for sender, receiver in zip(senders, receivers, strict=True):
+            sig.connect(receiver, sender=sender)
+        refs = [weakref.ref(receiver) for receiver in receivers]
+        del receivers, sender, receiver
+        sweeps: list[int] = []
+        real = type(sig)._sweep
+
+        def counting(signal: tocsin.Signal) -> list[object]:
+            sweeps.append(len(signal._records))
+            return real(signal)
+
+        monkeypatch.setattr(type(sig), "_sweep", counting)
+        senders.clear()
+        assert all(ref() is None for ref in refs)
+        assert sweeps == []
 
 
 class TestMemory:

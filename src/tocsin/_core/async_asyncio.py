@@ -28,7 +28,9 @@ background, and the receivers after it do not start.
 
 Sync ``send()`` with async receivers: the sync receivers run first, in
 order; then the async ones run concurrently on an event loop kept for the
-calling thread (one loop per thread, not one per send). Inside a running
+calling thread (one loop per thread, not one per send). That loop is closed
+when its thread ends, before ``join()`` returns (see ``_LoopOwner``), and
+the main thread's at exit. Inside a running
 event loop that cannot work without blocking it, so ``send()`` raises
 ``RuntimeError`` naming ``asend`` before calling any receiver, unless an
 integration set ``awaiter`` (see below) to a way of waiting from there.
@@ -323,32 +325,67 @@ awaiter: contextvars.ContextVar[Callable[[Coroutine[Any, Any, Any]], Any] | None
 )
 
 
+class _LoopOwner:
+    """Holds the event loop of one thread and closes it when it dies.
+
+    Only that thread's ``threading.local`` refers to it, and nothing refers
+    back (the loop itself is full of reference cycles; this object is not in
+    any), so reference counting frees it, and closes the loop, as the thread
+    ends: before ``Thread.join()`` returns, with no garbage collection pass.
+    """
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def __del__(self) -> None:
+        # Runs in the ending thread while Python clears its state: only close.
+        # Running the loop here (shutdown_asyncgens() and the like) would
+        # re-create that thread state's dict and leak it on every thread
+        # (measured on Python 3.10 to 3.12).
+        _open_loops.discard(self.loop)
+        _close(self.loop)
+
+
 class _ThreadLoop(threading.local):
-    loop: asyncio.AbstractEventLoop | None = None
+    owner: _LoopOwner | None = None
 
 
 _thread_loop = _ThreadLoop()
-_loops: list[asyncio.AbstractEventLoop] = []
-_loops_lock = threading.Lock()
+# The loops not closed yet, for _close_loops at exit (the main thread's loop,
+# and the loops of threads still running). set.add/discard need no lock.
+_open_loops: set[asyncio.AbstractEventLoop] = set()
 
 
 def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
-    loop = _thread_loop.loop
-    if loop is None or loop.is_closed():
+    owner = _thread_loop.owner
+    if owner is None or owner.loop.is_closed():
         loop = asyncio.new_event_loop()
-        _thread_loop.loop = loop
-        with _loops_lock:
-            _loops.append(loop)
-    return loop
+        _open_loops.add(loop)
+        _thread_loop.owner = _LoopOwner(loop)  # a replaced owner's loop is closed already
+        return loop
+    return owner.loop
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    # Never a running loop: at exit another thread may still be in a send.
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()  # its default executor too, without waiting for it
 
 
 @atexit.register
 def _close_loops() -> None:
-    with _loops_lock:
-        loops, _loops[:] = list(_loops), []
-    for loop in loops:
-        if not loop.is_running() and not loop.is_closed():
-            loop.close()
+    owner = _thread_loop.owner  # this (the main) thread's loop, idle at exit
+    try:
+        if owner is not None and not owner.loop.is_closed() and _running_library() is None:
+            # As asyncio.run() ends: async generators that receivers left
+            # suspended run their finally blocks.
+            owner.loop.run_until_complete(owner.loop.shutdown_asyncgens())
+    finally:
+        for loop in list(_open_loops):
+            _close(loop)
+        _open_loops.clear()
 
 
 def check_no_running_loop(signal: Signal, receiver: Any) -> None:

@@ -71,19 +71,19 @@ class Dispatching(Routing):
         the testing, mute, pause and tracing tools are built on them. While
         none is installed, sending costs nothing extra.
         """
-        with self._lock:
+        with self._locked():
             self._own_interceptors = (*self._own_interceptors, interceptor)
         self._refresh_interceptors()
 
         def remove() -> None:
-            with self._lock:
+            with self._locked():
                 self._own_interceptors = tuple(i for i in self._own_interceptors if i is not interceptor)
             self._refresh_interceptors()
 
         return remove
 
     def _refresh_interceptors(self) -> None:
-        with self._lock:
+        with self._locked():
             self._interceptors = _hooks.global_interceptors() + self._own_interceptors
             table = self._table
             if table is not _STALE_TABLE:

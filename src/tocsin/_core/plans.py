@@ -88,7 +88,7 @@ _EMPTY_ROUTES: Final[dict[Hashable, Any]] = {_DEFAULT: (), id(_MISSING): _NO_SEN
 
 
 def connection_key(rkey: Hashable, skey: Hashable) -> Hashable:
-    """The key of a connection in ``Signal._records`` (``_mute.is_muted`` reads it back).
+    """The key of a connection in ``Signal._records``.
 
     ``(receiver key, sender key)``, except for connections to any sender,
     the most common: the receiver key alone when it is an ``id()`` (no tuple

@@ -14,9 +14,11 @@ A connected receiver is stored as a pair ``(deref, func)``:
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import itertools
+import linecache
 import sys
 import types
 import warnings
@@ -269,7 +271,13 @@ def qualified_name(receiver: object) -> str:
 
 
 def describe(receiver: object) -> tuple[str, str, str | None]:
-    """Return ``(module, qualname, "file:line" or None)`` for *receiver*."""
+    """Return ``(module, qualname, "file:line" or None)`` for *receiver*.
+
+    Cheap, so that ``connections()`` costs in proportion to the connections:
+    a function's line comes from its code object, a class's (a callable
+    object is described by its class) from a per-class cache (see
+    :func:`_class_where`).
+    """
     target = _unwrap(receiver)
     if isinstance(target, types.MethodType):
         target = target.__func__
@@ -281,12 +289,106 @@ def describe(receiver: object) -> tuple[str, str, str | None]:
     code = getattr(target, "__code__", None)
     if code is not None:
         where = f"{code.co_filename}:{code.co_firstlineno}"
-    else:
-        try:
-            where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
-        except (OSError, TypeError):
-            where = None
+    elif isinstance(target, type):
+        where = _class_where(target)
     return module, qualname, where
+
+
+# "file:line" of each class described so far (classes are never unhashable
+# here in practice; one whose metaclass makes it so is looked up each time).
+_class_wheres: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()
+# filename -> (the linecache lines parsed, {qualname: [(first, last line)]}).
+_parsed_files: dict[str, tuple[list[str], dict[str, list[tuple[int, int]]]]] = {}
+
+
+def _class_where(cls: type) -> str | None:
+    """``"file:line"`` of *cls*'s definition (its first decorator), or None.
+
+    The line ``inspect.getsourcelines`` reports, without its cost: on
+    Python < 3.13 that parses the whole file on every call, which made
+    ``connections()`` take seconds for a few hundred callable objects. Here
+    each class is looked up once, and each file parsed once per version of
+    its text (Python 3.13+ records the line on the class: no parse at all).
+    """
+    try:
+        return _class_wheres[cls]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return _find_class(cls)
+    where = _class_wheres[cls] = _find_class(cls)
+    return where
+
+
+def _find_class(cls: type) -> str | None:
+    try:
+        filename = inspect.getsourcefile(cls)
+    except (OSError, TypeError):  # a built-in class, or no file to be found
+        return None
+    if filename is None:
+        return None
+    module = sys.modules.get(cls.__module__)
+    linecache.checkcache(filename)  # as inspect does: notice a file changed on disk
+    lines = linecache.getlines(filename, getattr(module, "__dict__", None))
+    if not lines:
+        return None
+    if sys.version_info >= (3, 13):
+        line = vars(cls).get("__firstlineno__")  # set by the compiler, decorators included
+        return f"{filename}:{line}" if isinstance(line, int) else None
+    candidates = _classes_in(filename, lines).get(cls.__qualname__)
+    if not candidates:
+        return None
+    first, _ = candidates[-1]  # a name defined twice: the later one won, unless...
+    if len(candidates) > 1:  # ...a function of the class says where its body is
+        lines_of_code = [
+            member.__code__.co_firstlineno
+            for member in vars(cls).values()
+            if isinstance(member, types.FunctionType) and member.__module__ == cls.__module__
+        ]
+        for start, end in candidates:
+            if any(start <= line <= end for line in lines_of_code):
+                first = start
+                break
+    return f"{filename}:{first}"
+
+
+def _classes_in(filename: str, lines: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """Every class statement of a file: qualname -> [(first line, last line)], cached."""
+    cached = _parsed_files.get(filename)
+    if cached is not None and cached[0] is lines:  # linecache keeps one list per file version
+        return cached[1]
+    found: dict[str, list[tuple[int, int]]] = {}
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        tree = None
+    if tree is not None:
+        _ClassLines(found).visit(tree)
+    _parsed_files[filename] = (lines, found)
+    return found
+
+
+class _ClassLines(ast.NodeVisitor):
+    """Collect class statements by qualname, as ``inspect`` finds them."""
+
+    def __init__(self, found: dict[str, list[tuple[int, int]]]) -> None:
+        self.found = found
+        self.stack: list[str] = []
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.stack += [node.name, "<locals>"]
+        self.generic_visit(node)
+        del self.stack[-2:]
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815 - ast's naming
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.stack.append(node.name)
+        first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+        end = node.end_lineno if node.end_lineno is not None else node.lineno
+        self.found.setdefault(".".join(self.stack), []).append((first, end))
+        self.generic_visit(node)
+        self.stack.pop()
 
 
 # The refcount a closure has inside _refcount_is_temporary() when a caller

@@ -4,18 +4,22 @@ Connections live in ``_records`` (a dict in connection order) under
 ``_lock``. A change marks the table stale; the next send rebuilds it under
 the lock. Weak references: a receiver's death only flags the signal for a
 sweep (a weakref callback may run inside any allocation, even one made while
-this thread holds the lock, so it must not take it). A sender's death also
+this thread holds the lock, so it must never wait for it). A sender's death
 drops its key from the published table at once, before its id can be
-reused. Objects released while the lock is held are handed back to the
-caller to drop after it is released, so a ``__del__`` using the signal
-cannot deadlock.
+reused, and its connections (with the receivers held strongly for it) as
+soon as the lock is free: at once if the callback can take the lock without
+waiting, else by whoever holds it, as they release it (see
+``make_death_callback``). Objects released while the lock is held are
+handed back to the caller to drop after it is released, so a ``__del__``
+using the signal cannot deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from . import hooks as _hooks
@@ -57,19 +61,50 @@ __all__ = ["Routing"]
 
 
 def make_death_callback(signal: Routing) -> Callable[[weakref.ref[Any]], None]:
+    """The weakref callback of *signal*'s weakly held receivers and senders.
+
+    A receiver's death flags the signal for a sweep at its next use. A
+    sender's death removes the sender's connections, and so releases the
+    receivers held strongly for it, before the callback returns, if the
+    lock can be taken without waiting. If it cannot (another thread, or
+    this one further up the stack, holds it), the callback flags the signal
+    and the holder sweeps as it releases the lock (``_sweep_released``):
+    the flag is set before the second attempt to take the lock, so whoever
+    holds it then releases it afterwards and sees the flag.
+    """
     signal_ref = weakref.ref(signal)
 
     def died(ref: weakref.ref[Any]) -> None:
         sig = signal_ref()
         if sig is None:
             return
-        sig._dead = True  # noqa: SLF001 - the signal's own callback
+        key = sig._anchor_keys.get(id(ref))  # noqa: SLF001 - the signal's own callback
+        if key is None:  # a receiver
+            sig._dead = True  # noqa: SLF001
+            sig._invalidate()  # noqa: SLF001
+            return
         # A dead sender's id may be reused as soon as this returns: drop its
         # route now. Popping from a dict needs no lock.
-        key = sig._anchor_keys.get(id(ref))  # noqa: SLF001
         sig._table.pop(key, None)  # noqa: SLF001
         sig._routes.pop(key, None)  # noqa: SLF001
         sig._invalidate()  # noqa: SLF001
+        lock = sig._lock  # noqa: SLF001
+        if lock.acquire(blocking=False):
+            try:
+                _dropped = sig._drop_sender(key, ref)  # noqa: SLF001 - freed after the release
+            finally:
+                lock.release()
+        else:
+            sig._dead = True  # noqa: SLF001
+            if not lock.acquire(blocking=False):
+                return  # the holder sweeps as it releases the lock
+            try:
+                _dropped = sig._sweep()  # noqa: SLF001
+            finally:
+                lock.release()
+        del _dropped  # a receiver's __del__ may use the signal: the lock is free
+        if sig._dead:  # noqa: SLF001 - something else died while this held the lock
+            sig._sweep_released()  # noqa: SLF001
 
     return died
 
@@ -84,7 +119,7 @@ class Routing:
     _own_interceptors: tuple[_hooks.Interceptor, ...]
     _interceptors: tuple[_hooks.Interceptor, ...]
     _anchor_keys: dict[int, Hashable]
-    _sender_anchors: dict[Hashable, tuple[Any, int]]
+    _sender_anchors: dict[Hashable, tuple[Any, dict[Hashable, None]]]  # key -> (anchor, its connections)
     _dead: bool
     _unscanned: bool
     _filter: _hooks.ConnectionFilter | None
@@ -93,27 +128,26 @@ class Routing:
     _death_callback: Callable[[weakref.ref[Any]], None]
     async_mode: Literal["concurrent", "sequential"]
 
-    def _hold_sender(self, skey: Hashable, kind: str, sender: object) -> Any:
-        """Return the anchor of *sender*, shared by all its connections."""
+    def _hold_sender(self, skey: Hashable, kind: str, sender: object, key: Hashable) -> Any:
+        """Return the anchor of *sender*, shared by all its connections; *key* is a new one."""
         if kind in ("any", "value"):
             return None
         held = self._sender_anchors.get(skey)
         if held is not None:
-            self._sender_anchors[skey] = (held[0], held[1] + 1)
+            held[1][key] = None
             return held[0]
         anchor = weakref.ref(sender, self._death_callback) if kind == "weak" else sender
-        self._sender_anchors[skey] = (anchor, 1)
+        self._sender_anchors[skey] = (anchor, {key: None})
         if kind == "weak":
             self._anchor_keys[id(anchor)] = skey
         return anchor
 
-    def _release_sender(self, skey: Hashable) -> None:
-        anchor, uses = self._sender_anchors[skey]
-        if uses > 1:
-            self._sender_anchors[skey] = (anchor, uses - 1)
-            return
-        del self._sender_anchors[skey]
-        self._anchor_keys.pop(id(anchor), None)
+    def _release_sender(self, skey: Hashable, key: Hashable) -> None:
+        anchor, keys = self._sender_anchors[skey]
+        keys.pop(key, None)
+        if not keys:
+            del self._sender_anchors[skey]
+            self._anchor_keys.pop(id(anchor), None)
 
     def _remove(self, key: Hashable, *, collected: bool = False) -> Record | None:
         """Drop the connection *key* and return its record (None if absent). Lock held."""
@@ -124,8 +158,51 @@ class Routing:
         if watcher is not None and watcher.watches(cast("Signal", self)):
             self._changes.append((False, record, collected))
         if record[R_SENDER_KIND] in ("weak", "strong"):
-            self._release_sender(record[R_SENDER_KEY])
+            self._release_sender(record[R_SENDER_KEY], key)
         return record
+
+    def _drop_sender(self, skey: Hashable, anchor: weakref.ref[Any]) -> list[object]:
+        """Drop the connections of the dead sender *skey*. Lock held.
+
+        Only its own connections, found through its anchor: a sweep of every
+        connection per dying sender would make many deaths quadratic. Returns
+        the dropped records, to be released after the lock (see ``_sweep``).
+        """
+        held = self._sender_anchors.get(skey)
+        if held is None or held[0] is not anchor:  # swept already
+            return []
+        dropped: list[object] = [self._remove(key, collected=True) for key in list(held[1])]
+        self._invalidate()
+        return dropped
+
+    def _sweep_released(self) -> None:
+        """Sweep what died while the lock was held; call right after releasing it.
+
+        Every holder of the lock calls this when ``_dead`` is set after its
+        release (see ``make_death_callback``). Never waits: if the lock is
+        taken again meanwhile, its new holder will do it.
+        """
+        lock = self._lock
+        while self._dead and lock.acquire(blocking=False):
+            try:
+                _dropped = self._sweep()
+            finally:
+                lock.release()
+            del _dropped  # after the release: a __del__ may use the signal
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """``with self._lock``, then ``_sweep_released`` if something died meanwhile.
+
+        For the places that take the lock off the hot path; ``connect()`` and
+        ``disconnect()`` inline the same steps.
+        """
+        try:
+            with self._lock:
+                yield
+        finally:
+            if self._dead:
+                self._sweep_released()
 
     def _sweep(self) -> list[object]:
         """Drop connections whose receiver or sender died. Lock held.
@@ -167,10 +244,10 @@ class Routing:
             rkey = ("uid", dispatch_uid)
         skey, kind = _senders.classify(sender)
         key = (rkey, skey, scope)  # never equal to a connect() key: an int, 1- or 2-tuple
-        with self._lock:
+        with self._locked():
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
-            anchor = self._hold_sender(skey, kind, sender)
+            anchor = self._hold_sender(skey, kind, sender, key)
             record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
             self._records[key] = (*record, scope)
             self._invalidate()
@@ -183,7 +260,7 @@ class Routing:
 
     def _disconnect_key(self, key: Hashable) -> bool:
         """Remove the connection stored under *key* (see ``_connect_scoped``)."""
-        with self._lock:
+        with self._locked():
             removed = self._remove(key)  # kept until the lock is released (see disconnect)
             if removed is not None:
                 self._invalidate()
@@ -199,14 +276,14 @@ class Routing:
         Lets ``@receiver`` undo only the connections it made itself.
         """
         rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
-        with self._lock:
+        with self._locked():
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
             return connection_key(rkey, _senders.send_key(sender)) in self._records
 
     def _rebuild(self) -> dict[Hashable, Plan]:
         """Publish a routing table for the current connections."""
-        with self._lock:
+        with self._locked():
             if self._table is not _STALE_TABLE:
                 return self._table
             if self._dead:
@@ -266,13 +343,13 @@ class Routing:
 
     def _set_filter(self, skip: _hooks.ConnectionFilter | None) -> None:
         """Install the connection filter (see ``hooks.set_connection_filter``)."""
-        with self._lock:
+        with self._locked():
             self._filter = skip
             self._invalidate()
 
     def _report_changes(self) -> None:
         """Hand the queued connection changes to the watcher. Call without the lock."""
-        with self._lock:
+        with self._locked():
             changes, self._changes = self._changes, []
         watcher = _hooks.connection_watcher
         if watcher is None or not changes:

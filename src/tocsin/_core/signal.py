@@ -18,8 +18,11 @@ Design, in the order a send sees it:
 
 Weak references: a receiver's death only flags the signal for a sweep (a
 weakref callback may run inside any allocation, even one made while this
-thread holds the lock, so it must not take it). A sender's death also drops
-its key from the published table at once, before its id can be reused.
+thread holds the lock, so it must never wait for it). A sender's death also
+drops its key from the published table at once, before its id can be reused,
+and its connections as soon as the lock is free (see ``_routing``): every
+holder of the lock calls ``_sweep_released`` after releasing it if something
+died meanwhile.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ class Signal(Dispatching):
         self._own_interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._anchor_keys: dict[int, Hashable] = {}  # id(sender weakref) -> sender key
-        self._sender_anchors: dict[Hashable, tuple[Any, int]] = {}  # key -> (anchor, uses)
+        self._sender_anchors: dict[Hashable, tuple[Any, dict[Hashable, None]]] = {}  # (anchor, keys)
         self._dead = False
         self._filter: _hooks.ConnectionFilter | None = None  # see hooks.set_connection_filter
         self._publication_watcher: Callable[[], None] | None = None  # see hooks.set_publication_watcher
@@ -272,7 +275,7 @@ class Signal(Dispatching):
             if kind != "any":
                 if key in records:
                     return receiver
-                anchor = self._hold_sender(skey, kind, sender)
+                anchor = self._hold_sender(skey, kind, sender, key)
             else:
                 anchor = None
             # No sequence number: connection order is the order of _records (see _make_plan).
@@ -290,6 +293,8 @@ class Signal(Dispatching):
                 self._changes.append((True, record, receiver))
         finally:
             lock.release()
+            if self._dead:  # died while the lock was held (see _routing.make_death_callback)
+                self._sweep_released()
         if self._changes:
             self._report_changes()
         return receiver
@@ -339,6 +344,8 @@ class Signal(Dispatching):
                 self._publication_watcher()
         finally:
             lock.release()
+            if self._dead:  # see connect()
+                self._sweep_released()
         if self._changes:
             self._report_changes()
         return True
@@ -363,12 +370,16 @@ class Signal(Dispatching):
         return bool(self.receivers_for(sender))
 
     def connections(self) -> list[Connection]:
-        """Return a snapshot of the live connections, in connection order."""
-        with self._lock:
+        """Return a snapshot of the live connections, in connection order.
+
+        Cost: proportional to the number of connections (a few microseconds
+        each). ``Connection.where`` of a callable object or a class is looked
+        up once per class and cached; before Python 3.13 the first lookup of
+        a class in a given file parses that file once.
+        """
+        with self._locked():
             if self._dead:
-                # Drops what died, and so releases the receivers held strongly
-                # by connections to a dead sender (after the lock is released).
-                _swept = self._sweep()
+                _swept = self._sweep()  # freed after the lock is released
             records = list(self._records.values())
         if self._changes:
             self._report_changes()

@@ -31,7 +31,8 @@ from tocsin._core.signal import Signal
 from . import meta as _meta
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import weakref
+    from collections.abc import Hashable, Iterator
 
 __all__ = ["Namespace", "all_signals", "receiver_connected", "receiver_disconnected", "signal"]
 
@@ -129,6 +130,11 @@ class _MetaSignal(Signal):
         swept = super()._sweep()
         _meta.refresh()
         return swept
+
+    def _drop_sender(self, skey: Hashable, anchor: weakref.ref[Any]) -> list[object]:
+        dropped = super()._drop_sender(skey, anchor)
+        _meta.refresh()
+        return dropped
 
 
 receiver_connected = _MetaSignal(

@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed
 # machine has, each in its own venv: .venv for the default $(PYTHON), .venvs/3.X for the others.
 PYTHON_VERSIONS := $(shell sed -n 's/.*"Programming Language :: Python :: \(3\.[0-9][0-9]*\)".*/\1/p' pyproject.toml)
 PYENV_ROOT ?= $(HOME)/.pyenv
-# Shell: print the interpreter for CPython $$v: python$$v if it runs (a pyenv shim runs only
-# for the pyenv versions selected), else the newest $(PYENV_ROOT)/versions/$$v.N; nothing if none.
+# Shell: print the interpreter for CPython $$v: python$$v if it runs and can make a venv (a
+# pyenv shim runs only for the pyenv versions selected; Debian's python3.X needs python3.X-venv),
+# else the newest $(PYENV_ROOT)/versions/$$v.N; nothing if none.
 FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null \
 	| grep -E '/[0-9]+\.[0-9]+\.[0-9]+$$' | sort -rV | sed "s|$$|/bin/python$$v|"); do \
-	$$exe -c "import sys; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
+	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
 .PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy clean

@@ -5,9 +5,22 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench bench-sqlalchemy clean
+# `make test` runs pytest on every CPython that pyproject's classifiers claim and this
+# machine has, each in its own venv: .venv for the default $(PYTHON), .venvs/3.X for the others.
+PYTHON_VERSIONS := $(shell sed -n 's/.*"Programming Language :: Python :: \(3\.[0-9][0-9]*\)".*/\1/p' pyproject.toml)
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Shell: print the interpreter for CPython $$v: python$$v if it runs and can make a venv (a
+# pyenv shim runs only for the pyenv versions selected; Debian's python3.X needs python3.X-venv),
+# else the newest $(PYENV_ROOT)/versions/$$v.N; nothing if none.
+FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null \
+	| grep -E '/[0-9]+\.[0-9]+\.[0-9]+$$' | sort -rV | sed "s|$$|/bin/python$$v|"); do \
+	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
+	2>/dev/null && break; done
+
+.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy clean
 
 $(VENV)/bin/python:
+	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade "pip>=25.1"
 
@@ -34,7 +47,35 @@ pytest: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# pytest on the default $(PYTHON) (.venv), then on every other CPython 3.X found (.venvs/3.X).
+# A missing version is reported and skipped; a missing default interpreter is an error.
+pytest-all: $(STAMP)
+	@default=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1; \
+	runs="$$default=$(PYTHON)"; missing=; \
+	for v in $(PYTHON_VERSIONS); do \
+		[ "$$v" = "$$default" ] && continue; \
+		exe=$$($(FIND_PYTHON)); \
+		if [ -n "$$exe" ]; then runs="$$runs $$v=$$exe"; else missing="$$missing $$v"; fi; \
+	done; \
+	echo "pytest on CPython $$(echo $$runs | sed 's/=[^ ]*//g') (pyproject: $(PYTHON_VERSIONS)); missing:$${missing:- none}"; \
+	passed=; failed=; \
+	for run in $$runs; do \
+		v=$${run%%=*}; exe=$${run#*=}; venv=.venvs/$$v; [ "$$v" = "$$default" ] && venv=$(VENV); \
+		echo "== pytest on CPython $$v: $$exe, in $$venv"; start=$$(date +%s); \
+		if $(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=$$venv; then result=passed; else result=failed; fi; \
+		echo "== CPython $$v: $$result in $$(( $$(date +%s) - start )) s"; \
+		if [ $$result = passed ]; then passed="$$passed $$v"; else failed="$$failed $$v"; fi; \
+	done; \
+	echo "pytest passed on:$${passed:- none}; failed on:$${failed:- none}; missing:$${missing:- none}"; \
+	[ -z "$$failed" ]
+
+# pytest on CPython 3.X alone, in .venvs/3.X (e.g. make pytest-3.13).
+pytest-3.%:
+	@v=3.$*; exe=$$($(FIND_PYTHON)); \
+	[ -n "$$exe" ] || { echo "No CPython $$v: neither python$$v nor $(PYENV_ROOT)/versions/$$v.N runs"; exit 1; }; \
+	$(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=.venvs/$$v
+
+test: lint typecheck pytest-all
 
 bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
@@ -45,4 +86,4 @@ bench-sqlalchemy: $(STAMP)
 	$(PY) benchmarks/bench_sqlalchemy.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venvs build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

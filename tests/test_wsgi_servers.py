@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 flask = pytest.importorskip("flask")
 cheroot_wsgi = pytest.importorskip("cheroot.wsgi")
+cheroot_server = pytest.importorskip("cheroot.server")
 
 CHUNK_DELAY = 0.05
 
@@ -102,9 +103,41 @@ def make_app(log: Log, *, propagate: bool = False) -> Any:
     return app
 
 
+class Connection(cheroot_server.HTTPConnection):
+    """cheroot's connection, recorded by its server, closing its writer too.
+
+    cheroot closes a connection's reader and socket but never its writer
+    (cherrypy/cheroot#734). When a client hangs up mid-response the failed
+    write leaves its bytes in the writer's buffer, and the writer's finalizer
+    later flushes them into the closed socket: ``OSError(EBADF)``, which
+    Python 3.13 reports as an unraisable exception (older versions drop it)
+    and pytest turns into an error at exit.
+    """
+
+    def __init__(self, server: Server, sock: socket.socket, *args: Any) -> None:
+        super().__init__(server, sock, *args)
+        server.accepted.append(self)
+
+    def close(self) -> None:
+        # Flushing fails only when the client has gone: the rest has nowhere to go.
+        with contextlib.suppress(OSError):
+            self.wfile.close()
+        super().close()
+
+
+class Server(cheroot_wsgi.Server):
+    """cheroot's WSGI server, keeping every connection it accepted for the teardown check."""
+
+    ConnectionClass = Connection
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted: list[Connection] = []
+
+
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
-    server = cheroot_wsgi.Server(("127.0.0.1", 0), app, numthreads=4, timeout=2, shutdown_timeout=2)
+    server = Server(("127.0.0.1", 0), app, numthreads=4, timeout=2, shutdown_timeout=2)
     server.prepare()
     port = server.bind_addr[1]
     thread = threading.Thread(target=server.serve, daemon=True)
@@ -115,6 +148,8 @@ def serve(app: Any) -> Iterator[str]:
         server.stop()
         thread.join(TIMEOUT)
         assert not thread.is_alive(), "cheroot did not stop"
+        # A writer left open is flushed by its finalizer, maybe into a closed socket.
+        assert [c for c in server.accepted if not c.wfile.closed] == [], "a connection left its writer open"
         app.config["tocsin_cleanup"]()
 
 

@@ -32,7 +32,7 @@ Contract for policies:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import hooks as _hooks
 
@@ -96,7 +96,18 @@ class Deferred(Generic[_T]):
         return f"<Deferred {self.call.receiver!r} handle={self.handle!r}>"
 
 
-#: A delivery policy: takes the :class:`DeferredCall` (a zero-argument
-#: callable) and schedules it; what it returns becomes ``Deferred.handle``.
-#: ``on_commit``, ``executor.submit`` and ``list.append`` all fit.
-DeliveryPolicy = Callable[[DeferredCall], Any]
+class DeliveryPolicy(Protocol):
+    """The type of ``via=``: any callable taking one :class:`DeferredCall`.
+
+    The policy gets the call (a zero-argument callable) as its one positional
+    argument and arranges for it to run, now or later, here or elsewhere;
+    what it returns becomes :attr:`Deferred.handle`. ``executor.submit``,
+    ``list.append`` and ``tocsin.sqlalchemy.on_commit`` all fit; nothing needs
+    to subclass this. It runs in the sending thread in the receiver's turn,
+    and an exception it raises counts as the receiver's.
+    """
+
+    # A callback protocol rather than a ``Callable[...]`` alias: an alias
+    # cannot carry this docstring (and on Python 3.10 inspect takes it for an
+    # undocumented class).
+    def __call__(self, call: DeferredCall, /) -> Any: ...

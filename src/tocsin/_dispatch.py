@@ -37,12 +37,22 @@ class Dispatching(Routing):
 
     name: str | None
 
-    def _log_failure(self, receiver: object, exc: Exception) -> None:
+    def _log_failure(self, receiver: object, exc: Exception, method: str = "send_robust") -> None:
+        """Log a receiver's failure as Django does; *method* names the robust send called.
+
+        Django's message exactly (``Error calling <qualname> in
+        Signal.send_robust() (<error>)``, on logger ``tocsin``, with the
+        traceback); the signal and the receiver object ride along as the
+        record's ``signal`` and ``receiver`` attributes, for formatters and
+        structured logging.
+        """
         logger.error(
-            "Error calling %s in Signal.send_robust() (%s)",
-            _receivers.qualified_name(receiver),
-            self.name or repr(self),
+            "Error calling %s in Signal.%s() (%s)",
+            _receivers.log_name(receiver),
+            method,
+            exc,
             exc_info=exc,
+            extra={"signal": self, "receiver": receiver},
         )
 
     def _check_send_arguments(self, sender: object, signal: object, named: dict[str, Any]) -> None:
@@ -157,8 +167,9 @@ class Dispatching(Routing):
         named: dict[str, Any],
         *,
         robust: bool,
+        method: str = "send_robust",
     ) -> Any:
-        """Call one non-async entry as send_robust or send would."""
+        """Call one non-async entry as send_robust or send would (*method*: the one logged)."""
         try:
             if record is None:
                 call = partial(receiver, signal=self, sender=sender, **named)
@@ -169,7 +180,7 @@ class Dispatching(Routing):
         except Exception as exc:
             if not robust:
                 raise
-            self._log_failure(receiver, exc)
+            self._log_failure(receiver, exc, method)
             return exc
 
     def asend(self, sender: Any = _MISSING, **named: Any) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:

@@ -32,6 +32,7 @@ __all__ = [
     "calibrate_temporaries",
     "describe",
     "is_async_receiver",
+    "log_name",
     "prepare",
     "qualified_name",
     "receiver_key",
@@ -247,6 +248,23 @@ def _is_asgiref_marked(target: object) -> bool:
     # asgiref sets ``_is_coroutine = asyncio.coroutines._is_coroutine``, an
     # object() sentinel; compare by name to avoid importing asyncio's private.
     return type(marker) is object or marker is True
+
+
+def log_name(receiver: object) -> str:
+    """The name Django's robust-send and ``on_commit`` logs give *receiver*; never raises.
+
+    Its ``__qualname__`` (``Handler.on_save``, ``make.<locals>.handler``), as
+    Django prints it; for a ``functools.partial``, that of the function
+    inside; for a callable object without one, ``"<class qualname> instance"``.
+    """
+    try:
+        target = _unwrap(receiver)
+        name = getattr(target, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+        return f"{type(target).__qualname__} instance"
+    except Exception:  # noqa: BLE001 - a name for a log line must never fail
+        return object.__repr__(receiver)
 
 
 def qualified_name(receiver: object) -> str:

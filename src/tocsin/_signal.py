@@ -434,9 +434,11 @@ class Signal(Dispatching):
 
         Every receiver runs. A receiver raising an ``Exception`` subclass has
         that exception as its response, and the failure is logged on logger
-        ``tocsin`` at ERROR with the traceback and the receiver's qualified
-        name. ``BaseException`` subclasses such as ``KeyboardInterrupt``
-        propagate. ``send_robust`` itself never raises for a receiver.
+        ``tocsin`` at ERROR with the traceback, as Django logs it: ``Error
+        calling <qualname> in Signal.send_robust() (<error>)`` (the record's
+        ``signal`` and ``receiver`` attributes hold both). ``BaseException``
+        subclasses such as ``KeyboardInterrupt`` propagate. ``send_robust``
+        itself never raises for a receiver.
 
         Raises:
             SendArgumentsError: no sender was given, or ``signal=`` was

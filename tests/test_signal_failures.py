@@ -146,7 +146,7 @@ def failure_of(responses: list[tuple[Any, Any]]) -> tuple[Any, BaseException]:
 
 def is_fast(sig: tocsin.Signal, sender: object) -> bool:
     """Whether a send from *sender* takes ``send``'s fast loop (a plain tuple plan)."""
-    routes = sig._routes  # noqa: SLF001 - the test must know which path it exercised
+    routes = sig._routes  # the test must know which path it exercised
     plan = routes.get(id(sender))
     if plan is None:
         plan = routes[_DEFAULT]

@@ -50,22 +50,26 @@ class Dispatching(Routing):
             "Error calling %s in Signal.%s() (%s)",
             _receivers.log_name(receiver),
             method,
-            exc,
+            _receivers.error_text(exc),  # str() now: an exception's __str__ may raise
             exc_info=exc,
             extra={"signal": self, "receiver": receiver},
         )
 
-    def _check_send_arguments(self, sender: object, signal: object, named: dict[str, Any]) -> None:
+    def _check_send_arguments(
+        self, sender: object, signal: object, named: dict[str, Any], method: str
+    ) -> None:
+        """Refuse a send without a sender or with ``signal=``; *method* is the one called."""
+        called = f"{type(self).__name__}.{method}()"
         if sender is _MISSING:
+            example = f"{'await ' if method.startswith('a') else ''}sig.{method}(sender=Order, order=order)"
             msg = (
-                "Signal.send() needs a sender: the object (often a class) that is sending. "
-                "Pass it first, for example sig.send(sender=Order, order=order), or None "
-                "for no particular sender."
+                f"{called} needs a sender: the object (often a class) that is sending. "
+                f"Pass it first, for example {example}, or None for no particular sender."
             )
             raise SendArgumentsError(msg)
         if signal is not _MISSING:
             msg = (
-                f"Signal.send() got signal={signal!r} among its named arguments, but the "
+                f"{called} got signal={signal!r} among its named arguments, but the "
                 "signal passes itself to receivers as signal=. Rename that argument."
             )
             raise SendArgumentsError(msg)
@@ -104,7 +108,7 @@ class Dispatching(Routing):
         *,
         robust: bool,
     ) -> list[tuple[Any, Any]]:
-        self._check_send_arguments(sender, signal, named)
+        self._check_send_arguments(sender, signal, named, "send_robust" if robust else "send")
         interceptors = self._interceptors
         if interceptors:
             dispatch = _hooks.Dispatch(cast("Signal", self), sender, named, robust=robust, is_async=False)
@@ -218,7 +222,9 @@ class Dispatching(Routing):
     def _asend(
         self, sender: Any, named: dict[str, Any], *, robust: bool
     ) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
-        self._check_send_arguments(sender, named.pop("signal", _MISSING), named)
+        self._check_send_arguments(
+            sender, named.pop("signal", _MISSING), named, "asend_robust" if robust else "asend"
+        )
         interceptors = self._interceptors
         if not interceptors:
             return _async.asend(cast("Signal", self), sender, named, robust=robust)

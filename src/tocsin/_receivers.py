@@ -31,6 +31,7 @@ __all__ = [
     "Deref",
     "calibrate_temporaries",
     "describe",
+    "error_text",
     "is_async_receiver",
     "log_name",
     "prepare",
@@ -265,6 +266,14 @@ def log_name(receiver: object) -> str:
         return f"{type(target).__qualname__} instance"
     except Exception:  # noqa: BLE001 - a name for a log line must never fail
         return object.__repr__(receiver)
+
+
+def error_text(exc: BaseException) -> str:
+    """``str(exc)`` for a log line; never raises (as the traceback module does)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a log line must never fail
+        return "<exception str() failed>"
 
 
 def qualified_name(receiver: object) -> str:

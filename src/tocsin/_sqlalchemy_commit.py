@@ -52,7 +52,7 @@ from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlalchemy.util import concurrency
 
 from ._delivery import DeferredCall
-from ._receivers import log_name, qualified_name
+from ._receivers import error_text, log_name, qualified_name
 from .exceptions import DispatchError
 
 
@@ -249,7 +249,7 @@ def _log_failure(func: Callable[[], Any], exc: Exception, *, during_transaction:
     # function inside a functools.partial.
     target = _name_target(func)
     where = "on_commit() during transaction" if during_transaction else "on_commit()"
-    logger.error("Error calling %s in %s (%s).", log_name(target), where, exc, exc_info=exc)
+    logger.error("Error calling %s in %s (%s).", log_name(target), where, error_text(exc), exc_info=exc)
 
 
 def _name_target(func: Callable[[], Any]) -> Callable[..., Any]:

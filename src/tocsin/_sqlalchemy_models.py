@@ -36,8 +36,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionmaker
 from sqlalchemy.util import concurrency
 
-from . import _async
-from ._plans import _EMPTY_ROUTES
+from . import _async, _receivers
+from ._plans import _EMPTY_ROUTES, _bad_via, _check_priority
 from ._signal import Signal
 from ._sqlalchemy_commit import in_greenlet as _in_greenlet
 
@@ -81,6 +81,15 @@ def _lookup(spec: str) -> list[type[Any]]:
         for cls in list(_mapped)
         if spec in (cls.__name__, cls.__qualname__, f"{cls.__module__}.{cls.__qualname__}")
     ]
+
+
+def _check_pending(receiver: object, dispatch_uid: Hashable | None, priority: int, via: object) -> int:
+    """Raise as ``Signal.connect()`` would for these arguments; return the priority."""
+    _receivers.validate_receiver(receiver)
+    if via is not None and not callable(via):
+        raise _bad_via(via)
+    hash(dispatch_uid)  # unhashable: connect()'s TypeError, now rather than at resolution
+    return _check_priority(priority)
 
 
 class ModelSignal(Signal):
@@ -150,8 +159,10 @@ class ModelSignal(Signal):
         with _lock:
             classes = _lookup(sender)
             if not classes:
-                super().connect(receiver, None, weak, dispatch_uid, priority=priority, via=via)
-                super().disconnect(receiver, None, dispatch_uid)  # validated; now wait
+                # Refuse now what connect() would refuse at resolution, without
+                # touching this signal's connections (the receiver may already
+                # be connected for another sender, or for any sender).
+                priority = _check_pending(receiver, dispatch_uid, priority, via)
                 self._pending.append((sender, receiver, weak, dispatch_uid, priority, via))
                 return receiver
         return super().connect(receiver, classes[0], weak, dispatch_uid, priority=priority, via=via)

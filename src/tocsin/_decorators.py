@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from . import _inline
 from ._plans import active_scopes
 from .exceptions import NotASignalError
 
@@ -63,18 +64,21 @@ def receiver(
 
     def decorator(func: _F) -> _F:
         done: list[Signal] = []
-        try:
-            for sig in signals:
-                # A connection that existed before is not ours to undo.
-                is_connected = getattr(sig, "_is_connected", None)
-                fresh = is_connected is None or not is_connected(func, sender, dispatch_uid)
-                sig.connect(func, sender, weak, dispatch_uid, **options)
-                if fresh:
-                    done.append(sig)
-        except BaseException:
-            for sig in done:
-                sig.disconnect(func, sender, dispatch_uid)
-            raise
+        # Bound to a name next, so never a temporary (see _inline): a nested
+        # function decorated in a function body is weak, as in Django.
+        with _inline.kept_by_caller(func):
+            try:
+                for sig in signals:
+                    # A connection that existed before is not ours to undo.
+                    is_connected = getattr(sig, "_is_connected", None)
+                    fresh = is_connected is None or not is_connected(func, sender, dispatch_uid)
+                    sig.connect(func, sender, weak, dispatch_uid, **options)
+                    if fresh:
+                        done.append(sig)
+            except BaseException:
+                for sig in done:
+                    sig.disconnect(func, sender, dispatch_uid)
+                raise
         return func
 
     return decorator

@@ -36,7 +36,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapper, Session, registry, sessionmaker
 from sqlalchemy.util import concurrency
 
-from . import _async, _receivers
+from . import _async, _inline, _receivers
 from ._plans import _EMPTY_ROUTES, _bad_via, _check_priority
 from ._signal import Signal
 from ._sqlalchemy_commit import in_greenlet as _in_greenlet
@@ -151,7 +151,8 @@ class ModelSignal(Signal):
             if receiver is None:
 
                 def decorator(func: _F) -> _F:
-                    self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+                    with _inline.kept_by_caller(func):  # bound to a name next (see _inline)
+                        self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
                     return func
 
                 return decorator
@@ -163,6 +164,10 @@ class ModelSignal(Signal):
                 # touching this signal's connections (the receiver may already
                 # be connected for another sender, or for any sender).
                 priority = _check_pending(receiver, dispatch_uid, priority, via)
+                # A temporary (decided at this connect's entry, see _inline) is
+                # connected strongly once its class is mapped; the pending list
+                # holds every receiver strongly until then.
+                weak = weak and _inline.decided(receiver) is not True
                 self._pending.append((sender, receiver, weak, dispatch_uid, priority, via))
                 return receiver
         return super().connect(receiver, classes[0], weak, dispatch_uid, priority=priority, via=via)

@@ -52,7 +52,17 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["calibrate", "decided", "entry", "instance_vanishes", "kept_by_caller", "may_vanish", "vanishes"]
+__all__ = [
+    "CO_NESTED",
+    "calibrate",
+    "decided",
+    "decision",
+    "entry",
+    "instance_vanishes",
+    "is_entry",
+    "kept_by_caller",
+    "vanishes",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -79,19 +89,6 @@ _AT_ENTRY = 0
 _calibrating: str | None = None
 
 
-def may_vanish(receiver: object) -> bool:
-    """Whether *receiver* needs the reference-count test at a connect entry.
-
-    Nested functions and callable objects. Not module-level functions (their
-    module keeps them), lambdas and partials (always kept), bound methods
-    (their instance is tested, see :func:`instance_vanishes`).
-    """
-    if type(receiver) is _FunctionType:
-        code = receiver.__code__
-        return bool(code.co_flags & CO_NESTED) and code.co_name != "<lambda>"
-    return type(receiver) is not _MethodType and not isinstance(receiver, _partial)
-
-
 def decided(receiver: object) -> bool | None:
     """The decision an enclosing connect of this thread made for *receiver*, if any."""
     for obj, temporary in reversed(_decisions.stack):
@@ -116,7 +113,7 @@ def _contents(cell: types.CellType) -> object:
 
 
 def vanishes(receiver: object, count: int) -> bool:
-    """Whether *receiver* (see :func:`may_vanish`) is a temporary, held strongly.
+    """Whether *receiver*, a nested function or a callable object, is a temporary to hold strongly.
 
     *count* is ``sys.getrefcount(receiver)`` read by ``_receivers.prepare``
     itself, so that the frames it counts are always the same: those of a
@@ -130,7 +127,12 @@ def vanishes(receiver: object, count: int) -> bool:
     if _calibrating is not None:
         _calibrated(count)
         return False
-    return count - _self_references(receiver) <= _AT_PREPARE
+    return _is_temporary(receiver, count - _AT_PREPARE)
+
+
+def _is_temporary(receiver: object, excess: int) -> bool:
+    """*excess*: references beyond a temporary's; its own closure cells don't count."""
+    return excess <= 0 or excess <= _self_references(receiver)
 
 
 def _calibrated(count: int) -> None:
@@ -180,9 +182,11 @@ def entry(connect: _F) -> _F:
     """Wrap a ``Signal`` subclass's own ``connect`` so it decides at its entry.
 
     Same call shape (``functools.wraps``); the receiver is the parameter named
-    ``receiver`` (by position or keyword), or the first argument. Only a
-    receiver that :func:`may_vanish` and that no enclosing connect of this
-    thread has decided on pays for more than two tests.
+    ``receiver`` (by position or keyword), or the first argument. Only nested
+    functions and callable objects that no enclosing connect of this thread
+    has decided on are counted: module-level functions are their module's,
+    lambdas and partials always kept, and a bound method's instance is
+    counted in ``prepare`` (see :func:`instance_vanishes`).
     """
     code = connect.__code__
     names = code.co_varnames[1 : code.co_argcount]  # positional parameters after self
@@ -191,15 +195,21 @@ def entry(connect: _F) -> _F:
     @functools.wraps(connect)
     def connect_entry(self: Any, *args: Any, **kwargs: Any) -> Any:
         receiver = args[index] if len(args) > index else kwargs.get("receiver")
-        if receiver is None or not may_vanish(receiver) or decided(receiver) is not None:
+        if type(receiver) is _FunctionType:
+            code = receiver.__code__
+            if not code.co_flags & CO_NESTED or code.co_name == "<lambda>":
+                return connect(self, *args, **kwargs)
+        elif receiver is None or type(receiver) is _MethodType or isinstance(receiver, _partial):
+            return connect(self, *args, **kwargs)
+        stack = _decisions.stack
+        if stack and decided(receiver) is not None:  # an enclosing connect decided
             return connect(self, *args, **kwargs)
         count = _getrefcount(receiver)  # args (or kwargs) and the local above hold it here
         if _calibrating == "entry":
             _calibrated(count)
             temporary = False
         else:
-            temporary = count - _self_references(receiver) <= _AT_ENTRY
-        stack = _decisions.stack
+            temporary = _is_temporary(receiver, count - _AT_ENTRY)
         stack.append((receiver, temporary))
         try:
             return connect(self, *args, **kwargs)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import tocsin
-from tocsin.exceptions import DispatchError, ReceiverNotCallableError, ReceiverSignatureError
+from tocsin.exceptions import DispatchError, NotASignalError, ReceiverNotCallableError, ReceiverSignatureError
 
 
 def handler(**kwargs: Any) -> str:
@@ -218,6 +218,75 @@ class TestReceiverDecorator:
         with pytest.raises(RuntimeError):
             tocsin.receiver([a, Broken()])(handler)
         assert a.receivers_for(None) == [handler]
+
+    PREFIX = r"^@receiver needs a signal \(an instance with a connect\(\) method\) or a list of signals; "
+
+    @pytest.mark.parametrize(
+        ("given", "message"),
+        [
+            ("post_save", r"got the string 'post_save'\. Import the signal object and pass it: "),
+            (42, r"got 42 \(of type int\)\. Pass the signal object: @receiver\(order_paid\)"),
+            (object, r"got <class 'object'> \(of type type\)\."),
+            (
+                tocsin.Signal,
+                (
+                    r"got the class Signal itself\. Create the signal once, at module level "
+                    r"\(order_paid = Signal\(\)\), and pass that instance"
+                ),
+            ),
+            (tocsin.TypedSignal, r"got the class TypedSignal itself\."),
+            (None, r"got None \(of type NoneType\)\."),
+        ],
+        ids=["string", "int", "class-without-connect", "Signal-class", "TypedSignal-class", "None"],
+    )
+    def test_not_a_signal(self, given: Any, message: str) -> None:
+        """Anything but a signal (or a list of them) is refused at once, saying what to pass."""
+        with pytest.raises(NotASignalError, match=self.PREFIX + message) as info:
+            tocsin.receiver(given)
+        assert isinstance(info.value, TypeError)
+        assert isinstance(info.value, DispatchError)
+
+    def test_bare_receiver(self) -> None:
+        """@receiver used without arguments names the mistake and shows the right call."""
+        with pytest.raises(
+            NotASignalError,
+            match=self.PREFIX
+            + r"got <function handler at .*>: @receiver was used bare, without the signal\. "
+            r"Write @receiver\(order_paid\) \(or @receiver\(\[order_paid, order_refunded\]\)\) above",
+        ):
+            tocsin.receiver(handler)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("item", "message"),
+        [
+            ("b", r"item 1 of the list given is the string 'b'\."),
+            (tocsin.Signal, r"item 1 of the list given is the class Signal itself\."),
+            (handler, r"item 1 of the list given is <function handler at .*> \(of type function\)\."),
+            ([tocsin.Signal()], r"item 1 of the list given is \[<Signal at .*>\] \(of type list\)\."),
+        ],
+        ids=["string", "Signal-class", "function", "nested-list"],
+    )
+    def test_list_with_a_non_signal_connects_nothing(self, item: Any, message: str) -> None:
+        """A bad item of a list is refused before any signal of the list is connected."""
+        a, c = tocsin.Signal(), tocsin.Signal()
+        with pytest.raises(NotASignalError, match=self.PREFIX + message):
+            tocsin.receiver([a, item, c])(handler)
+        assert a.connections() == []
+        assert c.connections() == []
+
+    def test_django_signal_duck_typed(self) -> None:
+        """A django.dispatch.Signal works with @receiver, alone and in a list with tocsin's."""
+        dispatch = pytest.importorskip("django.dispatch")
+        theirs, ours = dispatch.Signal(), tocsin.Signal()
+
+        @tocsin.receiver([theirs, ours], sender="s")
+        def on(**kwargs: Any) -> str:
+            return "on"
+
+        assert theirs.send("s") == [(on, "on")]
+        assert ours.send("s") == [(on, "on")]
+        with pytest.raises(TypeError, match="priority"):  # tocsin's own option: Django refuses it
+            tocsin.receiver(theirs, priority=1)(on)
 
     def test_connect_as_decorator(self, sig: tocsin.Signal) -> None:
         """@sig.connect and @sig.connect(...) both connect and return the function."""

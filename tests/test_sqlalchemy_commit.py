@@ -245,9 +245,51 @@ class TestErrors:
         assert seen == [2]
         [record] = caplog.records
         assert record.name == "tocsin"
-        assert "boom" in record.getMessage()
+        assert record.levelno == logging.ERROR
+        assert record.getMessage() == (  # Django's run_and_clear_commit_hooks() line
+            "Error calling TestErrors.test_robust_logs_and_continues.<locals>.boom in on_commit() "
+            "during transaction (boom)."
+        )
         assert record.exc_info is not None
         assert isinstance(record.exc_info[1], ValueError)
+
+    def test_robust_logs_on_every_commit(self, maker, caplog):
+        """Each commit logs its own failures: the first and the later ones alike."""
+
+        def boom(n):
+            raise ValueError(f"boom {n}")
+
+        caplog.set_level(logging.ERROR, logger="tocsin")
+        with maker() as session:
+            for n in range(3):
+                session.add(Item(name=f"item{n}"))
+                session.flush()
+                on_commit(functools.partial(boom, n), session=session, robust=True)
+                session.commit()
+                [record] = caplog.records
+                # The function's name, not "functools.partial(...)".
+                assert record.getMessage() == (
+                    "Error calling TestErrors.test_robust_logs_on_every_commit.<locals>.boom in "
+                    f"on_commit() during transaction (boom {n})."
+                )
+                caplog.clear()
+
+    def test_robust_without_transaction_logs_as_django(self, maker, caplog):
+        """No transaction open: the callback runs at once; Django's on_commit() line."""
+
+        def boom():
+            raise ValueError("boom")
+
+        caplog.set_level(logging.ERROR, logger="tocsin")
+        with maker() as session:
+            for _ in range(2):
+                on_commit(boom, session=session, robust=True)
+                [record] = caplog.records
+                assert record.getMessage() == (
+                    "Error calling TestErrors.test_robust_without_transaction_logs_as_django.<locals>.boom "
+                    "in on_commit() (boom)."
+                )
+                caplog.clear()
 
     def test_not_callable(self, maker):
         with pytest.raises(TypeError, match="needs a callable"):
@@ -391,7 +433,11 @@ class TestAsPolicy:
             saved.send(Item, instance=item)
             with caplog.at_level(logging.ERROR, logger="tocsin"):
                 session.commit()
-        assert "broken" in caplog.records[0].getMessage()
+        [record] = caplog.records
+        assert record.getMessage() == (  # names the receiver, not the deferred call
+            "Error calling TestAsPolicy.test_robust_policy_with_partial.<locals>.broken in "
+            "on_commit() during transaction (broken)."
+        )
 
     def test_model_post_save_via_on_commit(self, maker):
         ts = pytest.importorskip("tocsin.sqlalchemy")
@@ -510,6 +556,24 @@ class TestCapture:
             assert seen == []
         assert seen == [1, 2]
         assert len(callbacks) == 2
+
+    def test_capture_execute_robust_logs_as_django(self, caplog):
+        """captureOnCommitCallbacks(execute=True)'s line: on_commit(), no "during transaction"."""
+        seen = []
+
+        def boom():
+            raise ValueError("boom")
+
+        caplog.set_level(logging.ERROR, logger="tocsin")
+        with capture_on_commit_callbacks(execute=True):
+            on_commit(boom, robust=True)
+            on_commit(lambda: seen.append(1))
+        assert seen == [1]
+        [record] = caplog.records
+        assert record.getMessage() == (
+            "Error calling TestCapture.test_capture_execute_robust_logs_as_django.<locals>.boom in "
+            "on_commit() (boom)."
+        )
 
     def test_transactional_test_pattern(self, engine):
         """A test wrapped in a rolled-back connection transaction still sees its callbacks."""

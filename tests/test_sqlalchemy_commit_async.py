@@ -114,7 +114,11 @@ class TestAsyncSession:
 
         run_async_db(body)
         assert seen == [2]
-        assert "boom" in caplog.records[0].getMessage()
+        [record] = caplog.records
+        assert record.getMessage() == (
+            "Error calling TestAsyncSession.test_async_robust.<locals>.body.<locals>.boom in "
+            "on_commit() during transaction (boom)."
+        )
 
     def test_async_error_propagates(self, run_async_db):
         async def body(engine):

@@ -463,6 +463,43 @@ class TestMore:
         assert pre_save.disconnect(receiver, sender="NeverMapped")
         assert not pre_save.disconnect(receiver, sender="NeverMapped")
 
+    def test_pending_string_sender_leaves_other_connections(self):
+        """Connecting for a class not mapped yet touches none of the receiver's connections."""
+
+        def receiver(sender, **kwargs):
+            pass
+
+        pre_save.connect(receiver)
+        pre_save.connect(receiver, sender=Author)
+        try:
+            pre_save.connect(receiver, sender="NotMappedYet")
+            assert [c.sender for c in pre_save.connections() if c.receiver is receiver] == [None, Author]
+            assert pre_save.receivers_for(Book) == [receiver]
+        finally:
+            pre_save.disconnect(receiver)
+            pre_save.disconnect(receiver, sender=Author)
+            pre_save.disconnect(receiver, sender="NotMappedYet")
+
+    def test_pending_string_sender_is_validated(self):
+        """A pending connection is checked at once, as connect() checks, and nothing is kept."""
+
+        def no_kwargs(sender):
+            pass
+
+        def receiver(sender, **kwargs):
+            pass
+
+        with pytest.raises(ValueError, match="must accept keyword arguments"):
+            pre_save.connect(no_kwargs, sender="NotMappedYet")
+        with pytest.raises(TypeError, match="via= must be a delivery policy"):
+            pre_save.connect(receiver, sender="NotMappedYet", via="later")
+        with pytest.raises(TypeError, match="priority must be an int"):
+            pre_save.connect(receiver, sender="NotMappedYet", priority="high")
+        with pytest.raises(TypeError, match="unhashable"):
+            pre_save.connect(receiver, sender="NotMappedYet", dispatch_uid=["uid"])
+        assert not pre_save.disconnect(receiver, sender="NotMappedYet")
+        assert not pre_save.disconnect(no_kwargs, sender="NotMappedYet")
+
     def test_unsaved_instance_is_refused(self, maker, m2m):
         with maker() as s:
             tag = Tag(name="t")

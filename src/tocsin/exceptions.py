@@ -7,6 +7,7 @@ exception Django raises in the same situation, so ``except TypeError`` code
 written for ``django.dispatch`` keeps working::
 
     DispatchError (Exception)
+    +-- NotASignalError (DispatchError, TypeError)
     +-- ReceiverNotCallableError (DispatchError, TypeError)
     +-- ReceiverSignatureError (DispatchError, ValueError)
     +-- SendArgumentsError (DispatchError, TypeError)
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "DispatchError",
     "DuplicateReceiverWarning",
+    "NotASignalError",
     "ReceiverNotCallableError",
     "ReceiverSignatureError",
     "SendArgumentsError",
@@ -27,6 +29,18 @@ __all__ = [
 
 class DispatchError(Exception):
     """Base class of the errors tocsin raises for misuse of its API."""
+
+
+class NotASignalError(DispatchError, TypeError):
+    """``@receiver`` was given something that is not a signal.
+
+    A signal is an instance with a ``connect()`` method (a ``tocsin.Signal``,
+    or a signal object of another library with Django's ``connect()``); a
+    list or other iterable of them is accepted too. Raised by ``receiver()``
+    itself, before anything is connected: for a string, the ``Signal`` class
+    instead of an instance, a bare ``@receiver`` without arguments, or any
+    other object.
+    """
 
 
 class ReceiverNotCallableError(DispatchError, TypeError):

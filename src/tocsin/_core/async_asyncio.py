@@ -62,6 +62,8 @@ Responses = list[tuple[Any, Any]]
 _CoroutineType = types.CoroutineType
 # A resolved receiver with its record: what the loops below work on.
 Entry = tuple[Any, "Record | None"]
+# The method a robust async send's failure log names (see Dispatching._log_failure).
+_ROBUST = "asend_robust"
 
 
 def _running_library() -> str | None:
@@ -102,7 +104,7 @@ class _SyncBatch:
                 if self.stopped:
                     break
                 call = self.signal._call_entry  # noqa: SLF001 - the signal's own delivery step
-                response = call(receiver, record, self.sender, self.named, robust=self.robust)
+                response = call(receiver, record, self.sender, self.named, robust=self.robust, method=_ROBUST)
                 self.responses.append((receiver, response))
         finally:
             self.finished.set()
@@ -148,9 +150,10 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
     if signal.async_mode == "sequential":
         return await _sequential(signal, signal._entries_for(sender), sender, named, robust=robust)  # noqa: SLF001
     via, sync, asyn = split(signal, sender)
+    call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
     responses: Responses = (
         [
-            (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
+            (receiver, call_entry(receiver, record, sender, named, robust=robust, method=_ROBUST))
             for receiver, record in via
         ]
         if via
@@ -277,7 +280,7 @@ def _start_tasks(
 
 
 async def _call_async(
-    signal: Signal, receiver: Any, sender: Any, named: dict[str, Any], *, robust: bool
+    signal: Signal, receiver: Any, sender: Any, named: dict[str, Any], *, robust: bool, method: str = _ROBUST
 ) -> Any:
     observer = _hooks.receiver_observer  # tracing, see _observe
     try:
@@ -288,7 +291,7 @@ async def _call_async(
     except Exception as exc:
         if not robust:
             raise
-        signal._log_failure(receiver, exc)  # noqa: SLF001
+        signal._log_failure(receiver, exc, method)  # noqa: SLF001
         return exc
 
 
@@ -298,7 +301,8 @@ async def _sequential(
     responses: Responses = []
     for receiver, record in entries:
         if record is not None and record[R_VIA] is not None:
-            result = signal._call_entry(receiver, record, sender, named, robust=robust)  # noqa: SLF001
+            call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
+            result = call_entry(receiver, record, sender, named, robust=robust, method=_ROBUST)
         elif record is not None and record[R_ASYNC]:
             result = await _call_async(signal, receiver, sender, named, robust=robust)
         else:
@@ -411,7 +415,8 @@ def run_async_receivers(
 
     async def run_all() -> list[Any]:
         coros: list[Coroutine[Any, Any, Any]] = [
-            _call_async(signal, receiver, sender, named, robust=robust) for receiver, _ in entries
+            _call_async(signal, receiver, sender, named, robust=robust, method="send_robust")
+            for receiver, _ in entries
         ]
         if len(coros) == 1:
             return [await coros[0]]

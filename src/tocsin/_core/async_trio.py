@@ -35,7 +35,8 @@ async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
             if record is not None and record[R_ASYNC] and record[R_VIA] is None:
                 result = await _call_async(signal, receiver, sender, named, robust=robust)
             elif record is not None and record[R_VIA] is not None:
-                result = signal._call_entry(receiver, record, sender, named, robust=robust)  # noqa: SLF001
+                call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
+                result = call_entry(receiver, record, sender, named, robust=robust, method="asend_robust")
             else:
                 batch = _SyncBatch(signal, [(receiver, record)], sender, named)
                 batch.robust = robust
@@ -45,8 +46,9 @@ async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
         return responses
 
     via, sync, asyn = split(signal, sender)
+    call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
     responses = [
-        (receiver, signal._call_entry(receiver, record, sender, named, robust=robust))  # noqa: SLF001
+        (receiver, call_entry(receiver, record, sender, named, robust=robust, method="asend_robust"))
         for receiver, record in via
     ]
     batch = _SyncBatch(signal, sync, sender, named)

@@ -6,6 +6,9 @@ import contextlib
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from tocsin.exceptions import NotASignalError
+
+from . import inline as _inline
 from .plans import active_scopes
 
 if TYPE_CHECKING:
@@ -40,31 +43,92 @@ def receiver(
     connections already made by this decorator are undone before the error
     propagates, so nothing stays half-connected.
 
+    Duck-typed like Django's: a signal is any instance with a ``connect()``
+    method (``priority`` and ``via``, tocsin's own options, are passed on
+    only when given, so a ``django.dispatch.Signal`` works too).
+
     Example::
 
         @receiver(post_save, sender=Order)
         def notify(sender, instance, **kwargs): ...
+
+    Raises:
+        NotASignalError: *signal* (or an item of the list) is not a signal;
+            raised at once, before anything is connected.
     """
-    # Duck-typed like Django: anything with connect() is one signal.
-    signals = [cast("Signal", signal)] if hasattr(signal, "connect") else list(signal)
+    signals = _signals_of(signal)
+    options: dict[str, Any] = {}
+    if priority != 0:
+        options["priority"] = priority
+    if via is not None:
+        options["via"] = via
 
     def decorator(func: _F) -> _F:
         done: list[Signal] = []
-        try:
-            for sig in signals:
-                # A connection that existed before is not ours to undo.
-                is_connected = getattr(sig, "_is_connected", None)
-                fresh = is_connected is None or not is_connected(func, sender, dispatch_uid)
-                sig.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
-                if fresh:
-                    done.append(sig)
-        except BaseException:
-            for sig in done:
-                sig.disconnect(func, sender, dispatch_uid)
-            raise
+        # Bound to a name next, so never a temporary (see _inline): a nested
+        # function decorated in a function body is weak, as in Django.
+        with _inline.kept_by_caller(func):
+            try:
+                for sig in signals:
+                    # A connection that existed before is not ours to undo.
+                    is_connected = getattr(sig, "_is_connected", None)
+                    fresh = is_connected is None or not is_connected(func, sender, dispatch_uid)
+                    sig.connect(func, sender, weak, dispatch_uid, **options)
+                    if fresh:
+                        done.append(sig)
+            except BaseException:
+                for sig in done:
+                    sig.disconnect(func, sender, dispatch_uid)
+                raise
         return func
 
     return decorator
+
+
+def _signals_of(signal: object) -> list[Signal]:
+    """The signals ``@receiver(signal)`` connects to; raise if any is not one."""
+    if _is_signal(signal):
+        return [cast("Signal", signal)]
+    if isinstance(signal, (str, bytes)) or not isinstance(signal, Iterable):
+        raise _not_a_signal(signal, None)
+    signals = list(signal)
+    for index, sig in enumerate(signals):
+        if not _is_signal(sig):
+            raise _not_a_signal(sig, index)
+    return signals
+
+
+def _is_signal(obj: object) -> bool:
+    """An instance with a ``connect()`` method (a class has one too, unbound)."""
+    return not isinstance(obj, type) and callable(getattr(obj, "connect", None))
+
+
+def _not_a_signal(obj: object, index: int | None) -> NotASignalError:
+    """The error for *obj* given to ``@receiver`` (as item *index* of a list, if not None)."""
+    got = f"item {index} of the list given is" if index is not None else "got"
+    if isinstance(obj, type) and callable(getattr(obj, "connect", None)):
+        what = (
+            f"{got} the class {obj.__qualname__} itself. Create the signal once, at module level "
+            f"(order_paid = {obj.__name__}()), and pass that instance: @receiver(order_paid)."
+        )
+    elif isinstance(obj, (str, bytes)):
+        what = (
+            f"{got} the string {obj!r}. Import the signal object and pass it: "
+            "@receiver(order_paid), not @receiver('order_paid')."
+        )
+    elif index is None and callable(obj) and not isinstance(obj, type):
+        what = (
+            f"got {obj!r}: @receiver was used bare, without the signal. Write @receiver(order_paid) "
+            "(or @receiver([order_paid, order_refunded])) above the function."
+        )
+    else:
+        what = (
+            f"{got} {obj!r} (of type {type(obj).__qualname__}). Pass the signal object: "
+            "@receiver(order_paid) or @receiver([order_paid, order_refunded])."
+        )
+    return NotASignalError(
+        f"@receiver needs a signal (an instance with a connect() method) or a list of signals; {what}"
+    )
 
 
 @contextlib.contextmanager

@@ -40,25 +40,39 @@ class Dispatching(Routing):
 
     name: str | None
 
-    def _log_failure(self, receiver: object, exc: Exception) -> None:
+    def _log_failure(self, receiver: object, exc: Exception, method: str = "send_robust") -> None:
+        """Log a receiver's failure as Django does; *method* names the robust send called.
+
+        Django's message exactly (``Error calling <qualname> in
+        Signal.send_robust() (<error>)``, on logger ``tocsin``, with the
+        traceback); the signal and the receiver object ride along as the
+        record's ``signal`` and ``receiver`` attributes, for formatters and
+        structured logging.
+        """
         logger.error(
-            "Error calling %s in Signal.send_robust() (%s)",
-            _receivers.qualified_name(receiver),
-            self.name or repr(self),
+            "Error calling %s in Signal.%s() (%s)",
+            _receivers.log_name(receiver),
+            method,
+            _receivers.error_text(exc),  # str() now: an exception's __str__ may raise
             exc_info=exc,
+            extra={"signal": self, "receiver": receiver},
         )
 
-    def _check_send_arguments(self, sender: object, signal: object, named: dict[str, Any]) -> None:
+    def _check_send_arguments(
+        self, sender: object, signal: object, named: dict[str, Any], method: str
+    ) -> None:
+        """Refuse a send without a sender or with ``signal=``; *method* is the one called."""
+        called = f"{type(self).__name__}.{method}()"
         if sender is _MISSING:
+            example = f"{'await ' if method.startswith('a') else ''}sig.{method}(sender=Order, order=order)"
             msg = (
-                "Signal.send() needs a sender: the object (often a class) that is sending. "
-                "Pass it first, for example sig.send(sender=Order, order=order), or None "
-                "for no particular sender."
+                f"{called} needs a sender: the object (often a class) that is sending. "
+                f"Pass it first, for example {example}, or None for no particular sender."
             )
             raise SendArgumentsError(msg)
         if signal is not _MISSING:
             msg = (
-                f"Signal.send() got signal={signal!r} among its named arguments, but the "
+                f"{called} got signal={signal!r} among its named arguments, but the "
                 "signal passes itself to receivers as signal=. Rename that argument."
             )
             raise SendArgumentsError(msg)
@@ -97,7 +111,7 @@ class Dispatching(Routing):
         *,
         robust: bool,
     ) -> list[tuple[Any, Any]]:
-        self._check_send_arguments(sender, signal, named)
+        self._check_send_arguments(sender, signal, named, "send_robust" if robust else "send")
         interceptors = self._interceptors
         if interceptors:
             dispatch = _hooks.Dispatch(cast("Signal", self), sender, named, robust=robust, is_async=False)
@@ -160,8 +174,9 @@ class Dispatching(Routing):
         named: dict[str, Any],
         *,
         robust: bool,
+        method: str = "send_robust",
     ) -> Any:
-        """Call one non-async entry as send_robust or send would."""
+        """Call one non-async entry as send_robust or send would (*method*: the one logged)."""
         try:
             if record is None:
                 call = partial(receiver, signal=self, sender=sender, **named)
@@ -172,7 +187,7 @@ class Dispatching(Routing):
         except Exception as exc:
             if not robust:
                 raise
-            self._log_failure(receiver, exc)
+            self._log_failure(receiver, exc, method)
             return exc
 
     def asend(self, sender: Any = _MISSING, **named: Any) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
@@ -210,7 +225,9 @@ class Dispatching(Routing):
     def _asend(
         self, sender: Any, named: dict[str, Any], *, robust: bool
     ) -> Coroutine[Any, Any, list[tuple[Any, Any]]]:
-        self._check_send_arguments(sender, named.pop("signal", _MISSING), named)
+        self._check_send_arguments(
+            sender, named.pop("signal", _MISSING), named, "asend_robust" if robust else "asend"
+        )
         interceptors = self._interceptors
         if not interceptors:
             return _async.asend(cast("Signal", self), sender, named, robust=robust)

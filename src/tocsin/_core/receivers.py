@@ -28,13 +28,15 @@ from typing import Any
 
 from tocsin.exceptions import DuplicateReceiverWarning, ReceiverNotCallableError, ReceiverSignatureError
 
+from . import inline as _inline
 from .records import R_DEREF, R_FUNC, Record
 
 __all__ = [
     "Deref",
-    "calibrate_temporaries",
     "describe",
+    "error_text",
     "is_async_receiver",
+    "log_name",
     "prepare",
     "qualified_name",
     "receiver_key",
@@ -46,6 +48,7 @@ Deref = Callable[[], Any]
 
 _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
 _CO_COROUTINE = inspect.CO_COROUTINE
+_CO_NESTED = inspect.CO_NESTED
 _FunctionType = types.FunctionType
 _MethodType = types.MethodType
 _weakref = weakref.ref
@@ -76,28 +79,6 @@ def _strong(obj: object) -> Deref:
     return itertools.repeat(obj).__next__
 
 
-def _vanishes_at_once(receiver: object) -> bool:
-    """Whether nothing but the caller's argument keeps *receiver* alive."""
-    if isinstance(receiver, functools.partial):
-        return True
-    if type(receiver) is _FunctionType:
-        if receiver.__name__ == "<lambda>":
-            return True
-        # A closure made inline (``connect(make_handler())``) is referenced
-        # only by this call's frames; a weak reference would die on return.
-        return "<locals>" in receiver.__qualname__ and _refcount_is_temporary(receiver)
-    return False
-
-
-def _refcount_is_temporary(obj: object) -> bool:
-    global _TEMPORARY_REFCOUNT  # noqa: PLW0603 - calibration, see below
-    count = sys.getrefcount(obj)
-    if _calibrating:
-        _TEMPORARY_REFCOUNT = count
-        return False
-    return count <= _TEMPORARY_REFCOUNT
-
-
 def reference(
     receiver: Callable[..., Any],
     weak: bool,  # noqa: FBT001 - mirrors Django's positional connect() argument
@@ -106,13 +87,12 @@ def reference(
     """Build the ``(deref, func)`` pair for *receiver* and say if it is weak.
 
     With ``weak=True`` functions, bound methods and callable objects are held
-    weakly and *callback* runs when they die. Receivers that cannot be held
-    weakly (builtins, objects without ``__weakref__``) and receivers that would
-    vanish as soon as ``connect()`` returns (lambdas, ``functools.partial``
-    objects, closures made inline) are held strongly instead: losing them
-    silently is the classic bug of Django's and blinker's weak default.
+    weakly and *callback* runs when they die; receivers that cannot be held
+    weakly (builtins, objects without ``__weakref__``) are held strongly
+    instead. Whether a receiver would vanish as soon as ``connect()``
+    returns is decided before, by :func:`prepare` (see ``_inline``).
     """
-    if weak and not _vanishes_at_once(receiver):
+    if weak:
         if type(receiver) is _MethodType:
             try:
                 return weakref.ref(receiver.__self__, callback), receiver.__func__, True
@@ -144,9 +124,18 @@ def prepare(
     """
     if type(receiver) is not _FunctionType:
         validate_receiver(receiver)
+        if weak:
+            # Inline receivers would die as connect() returns: held strongly (see _inline).
+            if type(receiver) is _MethodType:
+                weak = not _inline.instance_vanishes(receiver)
+            elif isinstance(receiver, functools.partial):
+                weak = False
+            else:  # a callable object: counted here, like a nested function below
+                weak = not _inline.vanishes(receiver, _getrefcount(receiver))
         deref, func, is_weak = reference(receiver, weak, callback)
         return receiver_key(receiver), deref, func, is_weak, is_async_receiver(receiver)
-    flags = receiver.__code__.co_flags
+    code = receiver.__code__
+    flags = code.co_flags
     if not flags & _CO_VARKEYWORDS:
         validate_receiver(receiver)  # raises the usual error
     # Coroutine functions by their flag; markers (inspect's, asgiref's) live
@@ -156,23 +145,18 @@ def prepare(
         is_async = True
     elif hasattr(receiver, "_is_coroutine_marker") or hasattr(receiver, _ASGIREF_MARKER):
         is_async = is_async_receiver(receiver)
-    if weak and receiver.__name__ != "<lambda>":
-        # Closures made inline vanish at once; see _vanishes_at_once. The
-        # refcount is compared here, inline: calibrate_temporaries measures
-        # it through this very path.
-        if "<locals>" not in receiver.__qualname__:
-            return id(receiver), _weakref(receiver, callback), None, True, is_async
-        count = _getrefcount(receiver)
-        if _calibrating:
-            _calibrated(count)
-        elif count > _TEMPORARY_REFCOUNT:
-            return id(receiver), _weakref(receiver, callback), None, True, is_async
+    # Lambdas are always kept; nested functions (closures, functools.wraps
+    # wrappers) when only the connect call holds them (see _inline). Read
+    # from the code object, which attributes copied onto a function don't
+    # change. The count is read here, inline: _inline.calibrate measures it
+    # through this very path.
+    if (
+        weak
+        and code.co_name != "<lambda>"
+        and (not flags & _CO_NESTED or not _inline.vanishes(receiver, _getrefcount(receiver)))
+    ):
+        return id(receiver), _weakref(receiver, callback), None, True, is_async
     return id(receiver), _strong(receiver), None, False, is_async
-
-
-def _calibrated(count: int) -> None:
-    global _TEMPORARY_REFCOUNT  # noqa: PLW0603 - calibration, see calibrate_temporaries
-    _TEMPORARY_REFCOUNT = count
 
 
 def _accepts_kwargs_slow(receiver: Callable[..., Any]) -> bool:
@@ -250,6 +234,31 @@ def _is_asgiref_marked(target: object) -> bool:
     # asgiref sets ``_is_coroutine = asyncio.coroutines._is_coroutine``, an
     # object() sentinel; compare by name to avoid importing asyncio's private.
     return type(marker) is object or marker is True
+
+
+def log_name(receiver: object) -> str:
+    """The name Django's robust-send and ``on_commit`` logs give *receiver*; never raises.
+
+    Its ``__qualname__`` (``Handler.on_save``, ``make.<locals>.handler``), as
+    Django prints it; for a ``functools.partial``, that of the function
+    inside; for a callable object without one, ``"<class qualname> instance"``.
+    """
+    try:
+        target = _unwrap(receiver)
+        name = getattr(target, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+        return f"{type(target).__qualname__} instance"
+    except Exception:  # noqa: BLE001 - a name for a log line must never fail
+        return object.__repr__(receiver)
+
+
+def error_text(exc: BaseException) -> str:
+    """``str(exc)`` for a log line; never raises (as the traceback module does)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a log line must never fail
+        return "<exception str() failed>"
 
 
 def qualified_name(receiver: object) -> str:
@@ -389,24 +398,6 @@ class _ClassLines(ast.NodeVisitor):
         self.found.setdefault(".".join(self.stack), []).append((first, end))
         self.generic_visit(node)
         self.stack.pop()
-
-
-# The refcount a closure has inside _refcount_is_temporary() when a caller
-# passed a temporary straight to Signal.connect(). _signal.py measures it once
-# through the real call path (see calibrate_temporaries) because it differs
-# between Python versions; until then nothing counts as temporary.
-_TEMPORARY_REFCOUNT = 0
-_calibrating = False
-
-
-def calibrate_temporaries(connect_temporary: Callable[[], object]) -> None:
-    """Measure the refcount of an inline closure as seen by ``connect()``."""
-    global _calibrating  # noqa: PLW0603 - set once at import
-    _calibrating = True
-    try:
-        connect_temporary()
-    finally:
-        _calibrating = False
 
 
 _CodeKey = tuple[str, int, str]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import decorators as _decorators
 from . import hooks as _hooks
 from . import identity as _identity
+from . import inline as _inline
 from . import pause as _pause
 from . import receivers as _receivers
 from . import senders as _senders
@@ -79,6 +80,9 @@ logger = logging.getLogger("tocsin")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# connect()'s fast path takes functions with **kwargs, neither async nor nested.
+_KWARGS_NESTED_OR_ASYNC = _KWARGS_OR_ASYNC | _inline.CO_NESTED
+
 
 class Signal(Dispatching):
     """A signal that receivers connect to and senders send.
@@ -91,9 +95,15 @@ class Signal(Dispatching):
         * Order: higher ``priority`` first, then connection order (stable).
         * References: receivers are held weakly by default (functions, bound
           methods, callable objects) and disconnected when collected.
-          Lambdas, ``functools.partial`` objects, closures passed inline and
-          objects that cannot be weakly referenced are held strongly, since a
-          weak reference would lose them at once.
+          Receivers a weak reference would lose as ``connect()`` returns are
+          held strongly: lambdas, ``functools.partial`` objects, objects that
+          cannot be weakly referenced, and (decided from the code object and
+          the reference count at the outermost ``connect`` call, never from
+          attributes or the stack; see ``_inline``) nested functions and
+          callable objects only the call references, and bound methods of an
+          instance only the method references. A subclass's own ``connect``
+          is wrapped at class creation so that this holds through
+          ``super().connect()``.
         * Senders: ``None`` means any sender; objects that support weak
           references match by identity and their connections go when they
           die; other hashable senders match by type and equality; the rest
@@ -151,6 +161,19 @@ class Signal(Dispatching):
         self._unscanned = False  # connected since the last look for module copies (see _rebuild)
         self._death_callback = make_death_callback(self)
         self._interceptors = _hooks.register(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make a subclass's own ``connect`` decide about inline receivers at its entry.
+
+        A ``connect`` defined in the subclass body is wrapped (same call shape,
+        see ``_inline.entry``): whether a receiver is a temporary to hold
+        strongly is read where the caller's call arrives, before the subclass
+        forwards it to ``super().connect()``.
+        """
+        super().__init_subclass__(**kwargs)
+        connect = cls.__dict__.get("connect")
+        if type(connect) is _FunctionType and not _inline.is_entry(connect):
+            setattr(cls, "connect", _inline.entry(connect))  # noqa: B010 - mypy refuses assigning a method
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
@@ -229,7 +252,8 @@ class Signal(Dispatching):
         if receiver is None:
 
             def decorator(func: _F) -> _F:
-                self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+                with _inline.kept_by_caller(func):  # bound to a name next: weak if nested
+                    self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
                 return func
 
             return decorator
@@ -238,10 +262,12 @@ class Signal(Dispatching):
         if (
             type(receiver) is _FunctionType
             and weak
-            and receiver.__code__.co_flags & _KWARGS_OR_ASYNC == _CO_VARKEYWORDS
-            and "<" not in receiver.__qualname__  # not a lambda or a closure
-            # No attributes set on it: so no coroutine marker (inspect's or
-            # asgiref's, see _receivers) and no functools.wraps wrapper.
+            # Takes **kwargs, is not async, and is not nested (a closure or a
+            # wrapper that may be a temporary, see _inline) ...
+            and (code := receiver.__code__).co_flags & _KWARGS_NESTED_OR_ASYNC == _CO_VARKEYWORDS
+            and code.co_name != "<lambda>"
+            # ... and has no attributes set on it: no coroutine marker
+            # (inspect's or asgiref's, see _receivers).
             and not receiver.__dict__
         ):
             # The common receiver, a module-level function: inline what
@@ -449,9 +475,11 @@ class Signal(Dispatching):
 
         Every receiver runs. A receiver raising an ``Exception`` subclass has
         that exception as its response, and the failure is logged on logger
-        ``tocsin`` at ERROR with the traceback and the receiver's qualified
-        name. ``BaseException`` subclasses such as ``KeyboardInterrupt``
-        propagate. ``send_robust`` itself never raises for a receiver.
+        ``tocsin`` at ERROR with the traceback, as Django logs it: ``Error
+        calling <qualname> in Signal.send_robust() (<error>)`` (the record's
+        ``signal`` and ``receiver`` attributes hold both). ``BaseException``
+        subclasses such as ``KeyboardInterrupt`` propagate. ``send_robust``
+        itself never raises for a receiver.
 
         Raises:
             SendArgumentsError: no sender was given, or ``signal=`` was
@@ -506,4 +534,12 @@ def _connect_temporary() -> None:
     Signal().connect(_make_temporary())
 
 
-_receivers.calibrate_temporaries(_connect_temporary)
+def _connect_temporary_through_subclass() -> None:
+    class Forwarding(Signal):
+        def connect(self, *args: Any, **kwargs: Any) -> Any:
+            return super().connect(*args, **kwargs)
+
+    Forwarding().connect(_make_temporary())
+
+
+_inline.calibrate(_connect_temporary, _connect_temporary_through_subclass)

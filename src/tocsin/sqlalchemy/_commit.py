@@ -52,7 +52,7 @@ from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlalchemy.util import concurrency
 
 from tocsin._core.delivery import DeferredCall
-from tocsin._core.receivers import qualified_name
+from tocsin._core.receivers import error_text, log_name, qualified_name
 from tocsin.exceptions import DispatchError
 
 
@@ -210,7 +210,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         session._trans_context_manager = None  # noqa: SLF001
     try:
         for _savepoints, func, robust in state.callbacks:
-            _run(func, robust=robust)
+            _run(func, robust=robust, during_transaction=True)
     finally:
         if context is transaction:
             session._trans_context_manager = context  # noqa: SLF001
@@ -232,20 +232,24 @@ def _call(func: Callable[[], Any]) -> Any:
     return result
 
 
-def _run(func: Callable[[], Any], *, robust: bool) -> None:
+def _run(func: Callable[[], Any], *, robust: bool, during_transaction: bool = False) -> None:
     if not robust:
         _call(func)
         return
     try:
         _call(func)
     except Exception as exc:  # noqa: BLE001 - the robust contract
-        _log_failure(func, exc)
+        _log_failure(func, exc, during_transaction=during_transaction)
 
 
-def _log_failure(func: Callable[[], Any], exc: Exception) -> None:
-    # Django's message, naming the receiver of a deferred receiver call.
-    name = qualified_name(_name_target(func))
-    logger.error("Error calling %s in on_commit() (%s).", name, exc, exc_info=exc)
+def _log_failure(func: Callable[[], Any], exc: Exception, *, during_transaction: bool) -> None:
+    # Django's messages (run_and_clear_commit_hooks after a commit, on_commit
+    # with no transaction open, captureOnCommitCallbacks), naming the function
+    # by its __qualname__: the receiver of a deferred receiver call, the
+    # function inside a functools.partial.
+    target = _name_target(func)
+    where = "on_commit() during transaction" if during_transaction else "on_commit()"
+    logger.error("Error calling %s in %s (%s).", log_name(target), where, error_text(exc), exc_info=exc)
 
 
 def _name_target(func: Callable[[], Any]) -> Callable[..., Any]:

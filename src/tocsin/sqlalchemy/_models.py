@@ -38,6 +38,9 @@ from sqlalchemy.util import concurrency
 
 from tocsin._core import async_asyncio as _async
 from tocsin._core import hooks
+from tocsin._core import inline as _inline
+from tocsin._core import receivers as _receivers
+from tocsin._core.plans import _bad_via, _check_priority
 from tocsin._core.signal import Signal
 
 from ._commit import in_greenlet as _in_greenlet
@@ -82,6 +85,15 @@ def _lookup(spec: str) -> list[type[Any]]:
         for cls in list(_mapped)
         if spec in (cls.__name__, cls.__qualname__, f"{cls.__module__}.{cls.__qualname__}")
     ]
+
+
+def _check_pending(receiver: object, dispatch_uid: Hashable | None, priority: int, via: object) -> int:
+    """Raise as ``Signal.connect()`` would for these arguments; return the priority."""
+    _receivers.validate_receiver(receiver)
+    if via is not None and not callable(via):
+        raise _bad_via(via)
+    hash(dispatch_uid)  # unhashable: connect()'s TypeError, now rather than at resolution
+    return _check_priority(priority)
 
 
 class ModelSignal(Signal):
@@ -143,7 +155,8 @@ class ModelSignal(Signal):
             if receiver is None:
 
                 def decorator(func: _F) -> _F:
-                    self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+                    with _inline.kept_by_caller(func):  # bound to a name next (see _inline)
+                        self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
                     return func
 
                 return decorator
@@ -151,8 +164,14 @@ class ModelSignal(Signal):
         with _lock:
             classes = _lookup(sender)
             if not classes:
-                super().connect(receiver, None, weak, dispatch_uid, priority=priority, via=via)
-                super().disconnect(receiver, None, dispatch_uid)  # validated; now wait
+                # Refuse now what connect() would refuse at resolution, without
+                # touching this signal's connections (the receiver may already
+                # be connected for another sender, or for any sender).
+                priority = _check_pending(receiver, dispatch_uid, priority, via)
+                # A temporary (decided at this connect's entry, see _inline) is
+                # connected strongly once its class is mapped; the pending list
+                # holds every receiver strongly until then.
+                weak = weak and _inline.decided(receiver) is not True
                 self._pending.append((sender, receiver, weak, dispatch_uid, priority, via))
                 return receiver
         return super().connect(receiver, classes[0], weak, dispatch_uid, priority=priority, via=via)

@@ -296,8 +296,12 @@ class TestIdReuse:
 class TestValueSenders:
     def test_equal_strings_match(self, sig: tocsin.Signal) -> None:
         """Hashable senders without weak references match by equality."""
-        sig.connect(handler, sender="order")
-        assert calls(sig, "".join(["ord", "er"]))  # noqa: FLY002 - equal, not identical == ["handler"]
+        connected = "order"
+        sig.connect(handler, sender=connected)
+        built = "".join(["ord", "er"])  # noqa: FLY002 - equal to "order", not the same object
+        assert built == connected
+        assert built is not connected
+        assert calls(sig, built) == ["handler"]
         assert calls(sig, "other") == []
 
     def test_equal_tuples_and_ints_match(self, sig: tocsin.Signal) -> None:

@@ -379,14 +379,34 @@ class TestMemory:
         assert ref() is None
 
     def test_receiver_dies_after_signal(self) -> None:
-        """A receiver dying after its signal is collected raises nothing."""
+        """A receiver or sender dying after its signal is collected: its death callback does nothing."""
         listener = Listener()
+        sender = Sender()
         sig = tocsin.Signal()
-        sig.connect(listener)
+        sig.connect(listener, sender=sender)
+        sig.connect(listener.method)
+        # The signal's weak references, kept alive past the signal: otherwise
+        # they die with it and their callbacks never run.
+        refs = [
+            ref
+            for ref in (*weakref.getweakrefs(listener), *weakref.getweakrefs(sender))
+            if ref.__callback__ is not None
+        ]
+        assert len(refs) == 3  # the listener, the method's instance, the sender
+        sig_ref = weakref.ref(sig)
         del sig
         gc.collect()
-        del listener
-        gc.collect()
+        assert sig_ref() is None
+        errors: list[Any] = []  # an exception in a weakref callback is only "ignored", never raised
+        hook = sys.unraisablehook
+        sys.unraisablehook = errors.append
+        try:
+            del listener, sender
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        assert [ref() for ref in refs] == [None] * 3
+        assert [(e.exc_type, e.exc_value) for e in errors] == []
 
     def test_connect_disconnect_cycles_retain_nothing(self, sig: tocsin.Signal) -> None:
         """Connect/send/disconnect cycles over every kind of receiver and sender retain nothing."""

@@ -433,10 +433,12 @@ def _hook_class(mapper: Mapper[Any]) -> None:
         instrumented(self, *args, **kwargs)
         # A subclass's __init__ calls this one too: send once, for the real class.
         # Once per object, so no receiver anywhere costs one identity check.
+        # Like pre_init, only while an install covers the class.
         if (
             type(self) is cls
             and signal._routes is not nobody  # noqa: SLF001 - same package
             and not signal._is_quiet(cls)  # noqa: SLF001
+            and class_config(mapper) is not None
         ):
             signal.send(sender=cls, instance=self)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import tocsin
+from _reuse import AddressReuse
 
 # Module-level: pickled by reference to this name.
 order_placed = tocsin.Signal(name="order_placed")
@@ -243,7 +244,10 @@ class TestKeptStrongly:
 
 
 class TestReceiverIdReuse:
-    """A new receiver at a dead receiver's address is a new receiver."""
+    """A new receiver at a dead receiver's address is a new receiver.
+
+    Each test provokes the reuse (tests/_reuse.py) and fails if it cannot.
+    """
 
     @staticmethod
     def reuse(make: Callable[[], Any], dead_id: int) -> Any:
@@ -261,11 +265,12 @@ class TestReceiverIdReuse:
 
     def test_callable_object(self, sig: tocsin.Signal) -> None:
         """Connecting the newcomer is not mistaken for a duplicate of the dead one."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         assert sig.send(None) == []
         sig.connect(newcomer)
         assert sig.send(None) == [(newcomer, "call")]
@@ -273,21 +278,23 @@ class TestReceiverIdReuse:
 
     def test_disconnect_newcomer(self, sig: tocsin.Signal) -> None:
         """Disconnecting a never-connected newcomer reports False."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         assert sig.disconnect(newcomer) is False
 
     def test_bound_method(self, sig: tocsin.Signal) -> None:
         """The same for a bound method whose instance reuses the address."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener.method)
         sig.send(None)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         sig.connect(newcomer.method)
         assert sig.send(None) == [(newcomer.method, "method")]
 

@@ -13,6 +13,12 @@ Fixtures (all real databases, no mocks):
   in the same event loop.
 * ``postgres_url``: the session's PostgreSQL server (database ``postgres``).
 
+Every test must leave the process-wide state it can change as it found it
+(global interceptors, the receiver observer, the ``tocsin`` logger, installs
+on sessionmakers, cwd, sys.path, os.environ): an autouse fixture fails the
+test that leaks, since the suite runs in random order (pytest-randomly) and
+a leak would otherwise break some later test, in some orders only.
+
 The server is started only when a PostgreSQL test runs. Without the server
 binaries those tests skip, naming the Debian package; with ``CI=true`` they
 fail instead, so CI cannot go green without PostgreSQL.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import itertools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -42,6 +49,63 @@ if TYPE_CHECKING:
 
 DATABASES = ("sqlite-memory", "sqlite-file", "postgresql")
 _counter = itertools.count()
+
+
+def _global_state() -> dict[str, Any]:
+    """The process-wide state that tests change and must restore, by what leaves it changed."""
+    from tocsin._core import hooks as _hooks
+    from tocsin._core.records import R_WEAK
+    from tocsin._tools import mute as _mute
+
+    logger = logging.getLogger("tocsin")
+    models = sys.modules.get("tocsin.sqlalchemy._models")
+    return {
+        "global interceptors (a mute/capture/trace/observe left on)": _hooks.global_interceptors(),
+        "receiver observer (a trace/observe left on)": _hooks.receiver_observer,
+        "logger 'tocsin' (level, disabled, propagate, handlers)": (
+            logger.level,
+            logger.disabled,
+            logger.propagate,
+            tuple(logger.handlers),
+        ),
+        # Strong ones only: a weak receiver left behind dies with the test
+        # (at the next garbage collection, which comes when it comes).
+        "strong connections to tocsin's own signals": {
+            f"{sig.module}.{sig.name}": frozenset(
+                key for key, record in sig._records.items() if not record[R_WEAK]
+            )
+            for sig in _hooks.live_signals()
+            if sig.module == "tocsin" or (sig.module or "").startswith("tocsin.")
+        },
+        "mute blocks left open": {f"{sig!r}": depths for sig, depths in _mute._depths.items()},
+        "connection watcher (a meta-signal receiver left connected)": _hooks.connection_watcher,
+        "logging.disable()": logging.root.manager.disable,
+        "tocsin.sqlalchemy.install(sessionmaker)": list(models._everywhere) if models else [],
+        "cwd": Path.cwd(),
+        "sys.path": list(sys.path),
+        "os.environ": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},
+    }
+
+
+def _change(before: Any, after: Any) -> str:
+    if isinstance(before, dict) and isinstance(after, dict):  # only the keys that changed
+        keys = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        before = {k: before.get(k) for k in keys}
+        after = {k: after.get(k) for k in keys}
+    return f"{before!r} -> {after!r}"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_global_state() -> Iterator[None]:
+    """Fail a test that leaves global state changed (set up first, so checked last)."""
+    before = _global_state()
+    yield
+    after = _global_state()
+    leaked = [
+        f"{what}: {_change(before[what], after[what])}" for what in after if before[what] != after[what]
+    ]
+    if leaked:
+        pytest.fail("the test leaked process-wide state:\n" + "\n".join(leaked), pytrace=False)
 
 
 def _unavailable(msg: str) -> None:

@@ -32,7 +32,18 @@ CHUNK_DELAY = 0.05
 
 
 class Log(EventLog):
-    """The event log, with this server's request-signal receivers."""
+    """The event log, with this server's request-signal receivers.
+
+    ``paused`` is set when /gated has sent its first chunk and waits for
+    ``gate``; ``returned`` when the server's call of the app for an ``http``
+    request has returned (or raised): after it, nothing of that request runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = threading.Event()
+        self.gate = threading.Event()
+        self.returned = threading.Event()
 
     # receivers
     def on_started(self, sender: Any, scope: dict[str, Any], **kwargs: Any) -> None:
@@ -61,7 +72,7 @@ def _log() -> Iterator[Log]:
         sig.disconnect(receiver)
 
 
-def routes(log: Log) -> tuple[Any, Any, Any, Any]:
+def routes(log: Log) -> tuple[Any, Any, Any, Any, Any]:
     """Endpoints shared by the Starlette and FastAPI apps."""
 
     async def ok(request: Request) -> PlainTextResponse:
@@ -78,13 +89,23 @@ def routes(log: Log) -> tuple[Any, Any, Any, Any]:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    async def gated(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first;"
+            # Resumed once the first chunk's send() returned through the middleware.
+            log.paused.set()
+            await _wait_in_thread(log.gate)
+            yield b"last;"
+
+        return StreamingResponse(body(), media_type="text/plain")
+
     async def boom(request: Request) -> PlainTextResponse:
         raise RuntimeError("boom")
 
     async def forbidden(request: Request) -> PlainTextResponse:
         raise HTTPException(status_code=403, detail="no")
 
-    return ok, stream, boom, forbidden
+    return ok, stream, gated, boom, forbidden
 
 
 async def _sleep(seconds: float) -> None:
@@ -93,12 +114,32 @@ async def _sleep(seconds: float) -> None:
     await anyio.sleep(seconds)
 
 
+async def _wait_in_thread(event: threading.Event) -> None:
+    import anyio
+
+    assert await anyio.to_thread.run_sync(event.wait, TIMEOUT), "the test never opened the gate"
+
+
+def signalling_return(app: Any, returned: threading.Event) -> Any:
+    """Wrap an ASGI app: set *returned* when a call for an ``http`` request is over."""
+
+    async def outer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                returned.set()
+
+    return outer
+
+
 def starlette_app(log: Log, *, outermost: bool) -> Any:
-    ok, stream, boom, forbidden = routes(log)
+    ok, stream, gated, boom, forbidden = routes(log)
     app = Starlette(
         routes=[
             Route("/ok", ok),
             Route("/stream", stream),
+            Route("/gated", gated),
             Route("/boom", boom),
             Route("/forbidden", forbidden),
         ]
@@ -110,10 +151,11 @@ def starlette_app(log: Log, *, outermost: bool) -> Any:
 
 
 def fastapi_app(log: Log, *, outermost: bool) -> Any:
-    ok, stream, boom, forbidden = routes(log)
+    ok, stream, gated, boom, forbidden = routes(log)
     app = FastAPI()
     app.add_api_route("/ok", ok, methods=["GET", "HEAD"])
     app.add_api_route("/stream", stream, methods=["GET"])
+    app.add_api_route("/gated", gated, methods=["GET"])
     app.add_api_route("/boom", boom, methods=["GET"])
     app.add_api_route("/forbidden", forbidden, methods=["GET"])
     if outermost:
@@ -162,7 +204,7 @@ def serve(app: Any) -> Iterator[str]:
 def _server(request: pytest.FixtureRequest, log: Log) -> Iterator[str]:
     framework, outermost = request.param
     make = starlette_app if framework == "starlette" else fastapi_app
-    with serve(make(log, outermost=outermost)) as url:
+    with serve(signalling_return(make(log, outermost=outermost), log.returned)) as url:
         yield url
 
 
@@ -192,15 +234,15 @@ def test_streaming_three_chunks(client: httpx.Client, log: Log):
 
 
 def test_streaming_not_finished_mid_body(client: httpx.Client, log: Log):
-    """While the client is still receiving the body, request_finished has not run."""
-    received = b""
-    with client.stream("GET", "/stream") as response:
-        for data in response.iter_raw():
-            received += data
-            if b"chunk2;" not in received:  # at least two chunk delays before the end
-                assert not log.finished.is_set()
-    assert received == b"chunk0;chunk1;chunk2;"
+    """While the body is still being sent, request_finished has not run."""
+    with client.stream("GET", "/gated") as response:
+        assert log.paused.wait(TIMEOUT), "the first chunk was never sent"
+        assert not log.finished.is_set()
+        assert log.names() == ["request_started"]
+        log.gate.set()
+        assert b"".join(response.iter_raw()) == b"first;last;"
     log.wait_finished()
+    assert log.names() == ["request_started", "request_finished"]
 
 
 def test_exception(client: httpx.Client, log: Log):
@@ -245,7 +287,8 @@ def test_client_disconnect_mid_stream(server: str, log: Log):
             assert data, "server closed before the first chunk"
             received += data
     log.wait_finished()
-    time.sleep(0.2)  # room for a (wrong) second request_finished or report
+    # Only once the app call is over can no second request_finished or report come.
+    assert log.returned.wait(TIMEOUT), f"the app never returned; events: {log.names()}"
     names = log.names()
     assert names.count("request_finished") == 1
     assert "got_request_exception" not in names

@@ -278,3 +278,59 @@ class TestSubprocess:
             proc.stderr
             == "tocsin: importing 'shop.broken' failed: KeyError: 'database_url' (shop/broken.py:6)\n"
         )
+
+
+class TestIntrospectionRunsNoUserCode:
+    """inspect/graph read what modules hold; they never run code that may raise."""
+
+    @pytest.mark.parametrize("argv", [["inspect"], ["graph", "--format", "dot"]])
+    def test_module_importing_unconfigured_django_settings(self, tmp_path, argv):
+        """`from django.conf import settings` binds a lazy proxy that raises on any look-up.
+
+        Before settings are configured, even ``isinstance(settings, Signal)``
+        raises ImproperlyConfigured (it reads ``__class__``). A fresh process,
+        so that no other test configured Django first.
+        """
+        pytest.importorskip("django")
+        (tmp_path / "django_app.py").write_text(
+            "from django.conf import settings\n"
+            "import tocsin\n\n"
+            "user_joined = tocsin.Signal(name='user_joined')\n\n\n"
+            "@tocsin.receiver(user_joined)\n"
+            "def greet(sender, **kwargs):\n"
+            "    return settings.DEBUG\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "tocsin", *argv, "django_app"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert "django_app.user_joined" in proc.stdout
+        assert "django_app.greet" in proc.stdout
+
+    def test_lazily_imported_module_stays_unloaded(self, capsys, tmp_path, monkeypatch):
+        """A module imported through importlib.util.LazyLoader is not executed by inspect."""
+        import importlib.util
+
+        (tmp_path / "lazy_body.py").write_text("raise RuntimeError('the body of lazy_body ran')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        spec = importlib.util.find_spec("lazy_body")
+        assert spec is not None
+        assert spec.loader is not None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "lazy_body", module)
+        spec.loader.exec_module(module)  # lazy: the body runs on first attribute access
+        lazy_type = type(module)
+
+        status, out, err = run(capsys, "inspect", "shop")
+        assert (status, err) == (0, "")
+        assert out.startswith("shop.signals.order_placed  (3 receivers)\n")
+        assert type(module) is lazy_type  # still not loaded
+        with pytest.raises(RuntimeError, match="the body of lazy_body ran"):
+            _ = module.anything

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import tocsin
+from _reuse import AddressReuse
 
 
 def receiver_1_arg(val: Any, **kwargs: Any) -> Any:
@@ -161,22 +162,14 @@ class TestDispatcher:
         def second_receiver(attempt: str, **kwargs: Any) -> str:
             return attempt
 
-        sender = Sender()
+        heap = AddressReuse(Sender)
+        sender = heap.new()
         signal.connect(first_receiver, sender)
         assert signal.send(sender, attempt="first") == [(first_receiver, "first")]
         dead = id(sender)
         del sender
         gc.collect()
-        keep = []
-        for _ in range(100_000):
-            sender = Sender()
-            if id(sender) == dead:
-                break
-            keep.append(sender)
-        else:
-            pytest.skip(
-                "this Python never reused the dead object's address here, so id() reuse cannot be provoked"
-            )
+        sender = heap.reuse(dead)
         signal.connect(second_receiver, sender)
         assert signal.send(sender, attempt="second") == [(second_receiver, "second")]
 
@@ -635,17 +628,13 @@ class TestWhereTocsinDiffers:
         django_dispatch = pytest.importorskip("django.dispatch")
 
         def reused(signal: Any) -> bool:
-            sender = Sender()
+            heap = AddressReuse(Sender)
+            sender = heap.new()
             signal.connect(receiver_1_arg, sender=sender)
             dead = id(sender)
             del sender
-            for _ in range(100_000):
-                newcomer = Sender()
-                if id(newcomer) == dead:
-                    return bool(signal.send(newcomer, val=1))
-            pytest.skip(
-                "this Python never reused the dead object's address here, so id() reuse cannot be provoked"
-            )
+            newcomer = heap.reuse(dead)
+            return bool(signal.send(newcomer, val=1))
 
         import django
 

@@ -164,15 +164,27 @@ class TestSpans:
         assert len(children) == 2
         assert all(s.parent.span_id == send.context.span_id for s in children)
 
-    def test_uninstrument(self, exporter):
-        """After the remover runs, no spans and the fast path is back."""
-        exporter, _ = exporter
+    def test_uninstrument(self):
+        """After the remover runs, no spans and the fast path is back; removing twice is harmless."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
         sig = tocsin.Signal(name="x")
         sig.connect(ok)
-        tocsin.otel.instrument()()  # a second instrument, removed at once
-        assert _hooks.receiver_observer is not None
+        remove = tocsin.otel.instrument(tracer_provider=provider)
+        try:
+            tocsin.otel.instrument()()  # another instrumentation, removed at once, leaves this one
+            sig.send(sender=None)
+            assert len(exporter.get_finished_spans()) == 2
+        finally:
+            remove()
+        assert _hooks.receiver_observer is None
+        assert sig._routes is sig._table  # the fast path
         sig.send(sender=None)
-        assert len(exporter.get_finished_spans()) == 2
+        assert len(exporter.get_finished_spans()) == 2  # no new span
+        remove()
+        assert _hooks.receiver_observer is None
+        provider.shutdown()
 
 
 def test_instrument_is_a_context_manager():

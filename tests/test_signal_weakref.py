@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import tocsin
+from _reuse import AddressReuse
 
 # Module-level: pickled by reference to this name.
 order_placed = tocsin.Signal(name="order_placed")
@@ -244,7 +245,10 @@ class TestKeptStrongly:
 
 
 class TestReceiverIdReuse:
-    """A new receiver at a dead receiver's address is a new receiver."""
+    """A new receiver at a dead receiver's address is a new receiver.
+
+    Each test provokes the reuse (tests/_reuse.py) and fails if it cannot.
+    """
 
     @staticmethod
     def reuse(make: Callable[[], Any], dead_id: int) -> Any:
@@ -262,11 +266,12 @@ class TestReceiverIdReuse:
 
     def test_callable_object(self, sig: tocsin.Signal) -> None:
         """Connecting the newcomer is not mistaken for a duplicate of the dead one."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         assert sig.send(None) == []
         sig.connect(newcomer)
         assert sig.send(None) == [(newcomer, "call")]
@@ -274,21 +279,23 @@ class TestReceiverIdReuse:
 
     def test_disconnect_newcomer(self, sig: tocsin.Signal) -> None:
         """Disconnecting a never-connected newcomer reports False."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         assert sig.disconnect(newcomer) is False
 
     def test_bound_method(self, sig: tocsin.Signal) -> None:
         """The same for a bound method whose instance reuses the address."""
-        listener = Listener()
+        heap = AddressReuse(Listener)
+        listener = heap.new()
         sig.connect(listener.method)
         sig.send(None)
         dead_id = id(listener)
         del listener
-        newcomer = self.reuse(Listener, dead_id)
+        newcomer = heap.reuse(dead_id)
         sig.connect(newcomer.method)
         assert sig.send(None) == [(newcomer.method, "method")]
 
@@ -537,14 +544,34 @@ class TestMemory:
         assert ref() is None
 
     def test_receiver_dies_after_signal(self) -> None:
-        """A receiver dying after its signal is collected raises nothing."""
+        """A receiver or sender dying after its signal is collected: its death callback does nothing."""
         listener = Listener()
+        sender = Sender()
         sig = tocsin.Signal()
-        sig.connect(listener)
+        sig.connect(listener, sender=sender)
+        sig.connect(listener.method)
+        # The signal's weak references, kept alive past the signal: otherwise
+        # they die with it and their callbacks never run.
+        refs = [
+            ref
+            for ref in (*weakref.getweakrefs(listener), *weakref.getweakrefs(sender))
+            if ref.__callback__ is not None
+        ]
+        assert len(refs) == 3  # the listener, the method's instance, the sender
+        sig_ref = weakref.ref(sig)
         del sig
         gc.collect()
-        del listener
-        gc.collect()
+        assert sig_ref() is None
+        errors: list[Any] = []  # an exception in a weakref callback is only "ignored", never raised
+        hook = sys.unraisablehook
+        sys.unraisablehook = errors.append
+        try:
+            del listener, sender
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        assert [ref() for ref in refs] == [None] * 3
+        assert [(e.exc_type, e.exc_value) for e in errors] == []
 
     def test_connect_disconnect_cycles_retain_nothing(self, sig: tocsin.Signal) -> None:
         """Connect/send/disconnect cycles over every kind of receiver and sender retain nothing."""

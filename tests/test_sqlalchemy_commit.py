@@ -114,6 +114,21 @@ class TestCommitAndRollback:
             on_commit(lambda: seen.append(1), session=session)
             assert seen == [1]
 
+    def test_add_alone_begins_the_transaction(self, maker):
+        """SQLAlchemy 2.x autobegins on add(): a callback registered after it waits for the commit."""
+        seen = []
+        with maker() as session:
+            session.add(Item(name="a"))
+            assert session.in_transaction()
+            on_commit(lambda: seen.append("after a rollback"), session=session)
+            assert seen == []
+            session.rollback()  # drops it with the pending row
+            session.add(Item(name="b"))
+            on_commit(lambda: seen.append(names(maker)), session=session)
+            assert seen == []
+            session.commit()
+        assert seen == [["b"]]
+
     def test_session_subclass(self, maker):
         class MySession(Session):
             pass

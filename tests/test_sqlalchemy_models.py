@@ -75,7 +75,7 @@ class Tag(Base):
 class Log(Base):
     __tablename__ = "m_log"
     id: Mapped[int] = mapped_column(primary_key=True)
-    message: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(String(100), index=True)  # an index: a SELECT order unlike the pk's
 
 
 SAVE_DELETE = (pre_save, post_save, pre_delete, post_delete, m2m_changed)
@@ -262,6 +262,28 @@ class TestDelete:
         ]
         assert count(maker, Book) == 0
 
+    def test_each_models_objects_by_primary_key(self, maker, rec):
+        """Django's Collector sorts each model's instances by pk (pre_delete), then reverses them."""
+        with maker() as s:
+            books = [Book(id=3, title="3"), Book(id=1, title="1"), Book(id=2, title="2")]
+            author = Author(name="a", books=books)
+            s.add(author)
+            s.commit()
+            assert [b.id for b in author.books] == [3, 1, 2]  # the cascade walks this order
+            rec.calls.clear()
+            s.delete(author)
+            s.commit()
+        assert [(n, sender.__name__, kw["instance"].id) for n, sender, kw in rec.calls] == [
+            ("pre_delete", "Book", 1),
+            ("pre_delete", "Book", 2),
+            ("pre_delete", "Book", 3),
+            ("pre_delete", "Author", author.id),
+            ("post_delete", "Book", 3),
+            ("post_delete", "Book", 2),
+            ("post_delete", "Book", 1),
+            ("post_delete", "Author", author.id),
+        ]
+
     def test_orphan_is_deleted_with_signals(self, maker, rec):
         with maker() as s:
             author = Author(name="a", books=[Book(title="1"), Book(title="2")])
@@ -305,10 +327,37 @@ class TestDelete:
         assert [(n, kw["instance"].message, kw["origin"] is stmt) for n, _, kw in rec.calls] == [
             ("pre_delete", "a", True),
             ("pre_delete", "b", True),
+            ("post_delete", "b", True),  # reversed, as Django's Collector does
             ("post_delete", "a", True),
-            ("post_delete", "b", True),
         ]
         assert count(maker, Log) == 1
+
+    def test_delete_statement_order_is_djangos_whatever_the_select_returns(self, maker, rec):
+        """pre_delete by ascending primary key, post_delete descending, as QuerySet.delete().
+
+        The rows are laid out so that a SELECT without ORDER BY returns them
+        out of key order: SQLite reads them through the index on message
+        (3, 1, 2), PostgreSQL in heap order, where the UPDATE moved row 1
+        last (2, 3, 1).
+        """
+        with maker() as s:
+            s.add_all([Log(id=1, message="b"), Log(id=2, message="c"), Log(id=3, message="a")])
+            s.commit()
+            s.execute(update(Log).where(Log.id == 1).values(message="b2"))
+            s.commit()
+            s.expunge_all()
+            rec.calls.clear()
+            s.execute(delete(Log).where(Log.message.in_(["a", "b2", "c"])))
+            s.commit()
+        assert [(n, kw["instance"].id) for n, _, kw in rec.calls] == [
+            ("pre_delete", 1),
+            ("pre_delete", 2),
+            ("pre_delete", 3),
+            ("post_delete", 3),
+            ("post_delete", 2),
+            ("post_delete", 1),
+        ]
+        assert count(maker, Log) == 0
 
 
 @pytest.fixture(name="m2m")
@@ -798,4 +847,7 @@ def test_model_signals_work_without_greenlet():
         assert sorted(map(str, ran)) == sorted(map(str, [("deferred", 2), "callback", "shipped"])), ran
         """
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")

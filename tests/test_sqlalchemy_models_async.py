@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from tocsin.sqlalchemy import _models as _sqlalchemy_models
 from tocsin.sqlalchemy import install, post_delete, post_save, pre_delete, pre_save
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class Base(DeclarativeBase):
@@ -34,6 +38,19 @@ class Audit(Base):
     __tablename__ = "ma_audit"
     id: Mapped[int] = mapped_column(primary_key=True)
     what: Mapped[str] = mapped_column(String(100))
+
+
+@pytest.fixture(autouse=True)
+def _uninstall_makers() -> Iterator[None]:
+    """Undo install(maker) after each test.
+
+    An install on a (async_)sessionmaker also sends pre_init/post_init for
+    every mapped class, process-wide (construction knows no Session), so it
+    would leak into every later test.
+    """
+    saved = list(_sqlalchemy_models._everywhere)
+    yield
+    _sqlalchemy_models._everywhere[:] = saved
 
 
 class TestAsyncSession:

@@ -15,7 +15,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, String, Table, select
+from sqlalchemy import Column, Delete, ForeignKey, String, Table, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import tocsin.sqlalchemy as ts
@@ -33,7 +33,7 @@ class Base(DeclarativeBase):
     pass
 
 
-ts.install(Base)
+ts.install(Base, delete_statements=True)
 
 article_tags = Table(
     "parity_app_article_tags",
@@ -75,8 +75,20 @@ class Article(Base):
 Call = tuple[str, Any, dict[str, Any]]
 
 
+def _deleted_table(origin: Any) -> str | None:
+    """The table of a delete statement, or of the QuerySet Django's delete() was called on."""
+    if isinstance(origin, Delete):
+        return str(origin.table.name)
+    if type(origin).__name__ == "QuerySet":
+        return str(origin.model._meta.db_table)
+    return None
+
+
 def norm(value: Any) -> Any:
     """Make Django's and SQLAlchemy's values comparable."""
+    table = _deleted_table(value)
+    if table is not None:
+        return ("delete", table)
     meta = getattr(value, "_meta", None)
     if isinstance(value, type):
         return meta.db_table if meta is not None and meta.auto_created else value.__name__
@@ -182,6 +194,16 @@ class DjangoWorld:
     def delete(self, obj: Any) -> None:
         obj.delete()
 
+    def first_book(self, author: Any) -> Any:
+        return author.books.order_by("pk").first()
+
+    def retitle(self, book: Any, title: str) -> None:
+        book.title = title
+        book.save()
+
+    def delete_books(self, *titles: str) -> None:
+        self.m.Book.objects.filter(title__in=titles).delete()
+
     def raw_author(self, pk: int, name: str) -> None:
         self.m.Author(id=pk, name=name).save_base(raw=True)
 
@@ -224,6 +246,17 @@ class SAWorld:
 
     def delete(self, obj: Any) -> None:
         self.s.delete(obj)
+        self.s.commit()
+
+    def first_book(self, author: Any) -> Any:
+        return min(author.books, key=lambda book: book.id)
+
+    def retitle(self, book: Any, title: str) -> None:
+        book.title = title
+        self.s.commit()
+
+    def delete_books(self, *titles: str) -> None:
+        self.s.execute(delete(Book).where(Book.title.in_(titles)))
         self.s.commit()
 
     def raw_author(self, pk: int, name: str) -> None:
@@ -274,6 +307,18 @@ def delete_with_cascade(w: Any) -> None:
         w.delete(author)
 
 
+def delete_query(w: Any) -> None:
+    """QuerySet.delete() / delete(Book).where(...): pre_delete by pk, post_delete in reverse.
+
+    The retitle moves book 1 to the end of PostgreSQL's heap, so a SELECT
+    without ORDER BY would return it last.
+    """
+    author = w.new_author("a", books=("1", "2", "3"))
+    w.retitle(w.first_book(author), "1 (2nd edition)")
+    with w.rec.recording():
+        w.delete_books("1 (2nd edition)", "2", "3")
+
+
 def m2m_both_sides(w: Any) -> None:
     article, t1, t2 = w.article_and_tags()
     with w.rec.recording():
@@ -293,6 +338,7 @@ SCENARIOS: list[Callable[[Any], None]] = [
     save_new,
     save_existing_update_fields,
     delete_with_cascade,
+    delete_query,
     m2m_both_sides,
     raw_loading,
 ]

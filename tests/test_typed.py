@@ -54,8 +54,19 @@ class TestRuntime:
         assert got == [(Order, Decimal(5))]
 
     def test_no_validation_by_default(self) -> None:
-        """Without validate=True, wrong arguments are not checked at run time."""
-        order_placed.send(Order, whatever=1)  # type: ignore[call-arg]
+        """Without validate=True, wrong arguments are not checked at run time: receivers get them."""
+        got: list[dict[str, Any]] = []
+
+        def record(sender: object, **kwargs: Any) -> None:
+            got.append(kwargs)
+
+        order_placed.connect(record)
+        try:
+            responses = order_placed.send(Order, whatever=1)  # type: ignore[call-arg]
+        finally:
+            order_placed.disconnect(record)
+        assert responses == [(record, None)]
+        assert got == [{"signal": order_placed, "whatever": 1}]
 
     def test_validation(self) -> None:
         """validate=True checks names and plain-class types before any receiver runs."""

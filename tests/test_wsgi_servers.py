@@ -36,7 +36,15 @@ CHUNK_DELAY = 0.05
 
 
 class Log(EventLog):
-    """The event log, with this server's request-signal receivers."""
+    """The event log, with this server's request-signal receivers.
+
+    ``returned`` is set when the server closed a request's response (PEP
+    3333's close()): after it, nothing of that request runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.returned = threading.Event()
 
     def on_started(self, sender: Any, environ: dict[str, Any], **kwargs: Any) -> None:
         self.add("request_started", environ["PATH_INFO"])
@@ -135,6 +143,37 @@ class Server(cheroot_wsgi.Server):
         self.accepted: list[Connection] = []
 
 
+class SignallingClose:
+    """Wrap a WSGI app: set *returned* once the server has closed a response."""
+
+    def __init__(self, app: Any, returned: threading.Event) -> None:
+        self.app = app
+        self.returned = returned
+        self.config = app.config  # serve() reads the Flask app's cleanup there
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> _Closing:
+        return _Closing(self.app(environ, start_response), self.returned)
+
+
+class _Closing:
+    """The app's response iterable, unchanged, whose close() also sets *returned*."""
+
+    def __init__(self, result: Any, returned: threading.Event) -> None:
+        self.result = result
+        self.returned = returned
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.returned.set()
+
+
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     server = Server(("127.0.0.1", 0), app, numthreads=4, timeout=2, shutdown_timeout=2)
@@ -155,7 +194,7 @@ def serve(app: Any) -> Iterator[str]:
 
 @pytest.fixture(name="server")
 def _server(log: Log) -> Iterator[str]:
-    with serve(make_app(log)) as url:
+    with serve(SignallingClose(make_app(log), log.returned)) as url:
         yield url
 
 
@@ -242,7 +281,8 @@ def test_client_disconnect_mid_stream(server: str, log: Log):
             assert data, "server closed before the first chunk"
             received += data
     log.wait_finished()
-    time.sleep(0.2)
+    # Only once the response is closed can no second request_finished or report come.
+    assert log.returned.wait(TIMEOUT), f"the response was never closed; events: {log.names()}"
     names = ours(log)
     assert names.count("request_finished") == 1
     assert "got_request_exception" not in names

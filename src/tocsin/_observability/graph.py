@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from tocsin._core import hooks as _hooks
@@ -41,6 +42,23 @@ def _is_private(path: str) -> bool:
     return any(part.startswith("_") for part in path.split("."))
 
 
+_module_dict = vars(types.ModuleType)["__dict__"]  # the descriptor of every module's namespace
+
+
+def _namespace(module: object) -> list[tuple[str, Any]]:
+    """The attributes of a module in ``sys.modules``, read without running any of its code.
+
+    The module's own ``__dict__`` is read through ``ModuleType``'s descriptor:
+    plain attribute access would load a lazy module
+    (``importlib.util.LazyLoader``), running its body, which may raise.
+    Entries that are not modules (None, a proxy object) have no attributes here.
+    """
+    if not issubclass(type(module), types.ModuleType):
+        return []
+    namespace = _module_dict.__get__(module)
+    return list(namespace.items()) if type(namespace) is dict else []
+
+
 def _bindings() -> dict[int, list[str]]:
     """Map ``id(signal)`` to every ``module.attribute`` bound to it, best name first.
 
@@ -52,12 +70,11 @@ def _bindings() -> dict[int, list[str]]:
     """
     found: dict[int, list[tuple[tuple[bool, bool, bool, bool, int, str], str]]] = {}
     for modname, module in list(sys.modules.items()):
-        try:
-            attrs = list(vars(module).items())
-        except TypeError:
-            continue
-        for attr, value in attrs:
-            if isinstance(value, Signal):
+        for attr, value in _namespace(module):
+            # type(), not isinstance(): isinstance() reads __class__, which a
+            # lazy proxy computes by running user code (Django's unconfigured
+            # ``settings`` raises ImproperlyConfigured).
+            if issubclass(type(value), Signal):
                 path = f"{modname}.{attr}"
                 definer = getattr(value, "module", None) or ""
                 rank = (

@@ -270,8 +270,8 @@ def on_commit(func: Callable[[], Any], *, session: Any = None, robust: bool = Fa
     :func:`use_session`. Otherwise :class:`SessionNotFoundError` is raised.
 
     If that Session is not in a transaction (``Session.in_transaction()``),
-    *func* runs at once. Note that ``Session.add()`` alone does not begin
-    one. An awaitable returned by *func* is awaited when the Session is an
+    *func* runs at once. Note that ``Session.add()`` alone begins one
+    (autobegin). An awaitable returned by *func* is awaited when the Session is an
     ``AsyncSession``'s (``async def`` callbacks), and is an error otherwise.
 
     Args:

@@ -183,8 +183,12 @@ def _send_pre_delete(session: Session, state: _FlushState) -> bool:
         state.origins[id(obj)] = obj
         for child, _, _, _ in inspect(obj).mapper.cascade_iterator("delete", inspect(obj)):
             state.origins.setdefault(id(child), obj)
-    # Dependents first, as Django's Collector sorts them.
-    todo.sort(key=_delete_rank)
+    # Dependents first, as Django's Collector sorts the models, and each
+    # model's objects by primary key, as it sorts their instances.
+    models: dict[Mapper[Any], int] = {}
+    for obj in todo:
+        models.setdefault(inspect(obj).mapper, len(models))
+    todo.sort(key=lambda obj: (_delete_rank(obj), models[inspect(obj).mapper], _pk(obj)))
     for obj in todo:
         state.pre_deleted[id(obj)] = obj
         config = session_config(session, inspect(obj).mapper)
@@ -343,9 +347,15 @@ def _send_post_signals(session: Session, state: _FlushState) -> None:
                 raw=state.raw,
                 using=config.alias(session),
             )
-    # Django's Collector reverses each model's instances before deleting them.
+    # Django's Collector reverses each model's instances before deleting them
+    # (the models keep their order).
     order = {key: i for i, key in enumerate(state.pre_deleted)}
-    state.deleted.sort(key=lambda obj: (_delete_rank(obj), -order.get(id(obj), -1)))
+    models: dict[Mapper[Any], int] = {}
+    for obj in state.pre_deleted.values():
+        models.setdefault(inspect(obj).mapper, len(models))
+    state.deleted.sort(
+        key=lambda obj: (_delete_rank(obj), models.get(inspect(obj).mapper, -1), -order.get(id(obj), -1))
+    )
     for obj in state.deleted:
         config = session_config(session, inspect(obj).mapper)
         if config is not None:
@@ -406,17 +416,20 @@ def on_orm_execute(orm_state: ORMExecuteState) -> Result[Any] | None:
     ):
         return None
     statement: Any = orm_state.statement
-    query = select(cls)
+    query = select(cls).order_by(*mapper.primary_key)
     if statement.whereclause is not None:
         query = query.where(statement.whereclause)
-    # Like QuerySet.delete(): fetch the rows, signal each, delete, signal each.
-    rows = list(session.scalars(query, params=orm_state.parameters or None))
+    # Like QuerySet.delete() (Django's Collector.delete): fetch the rows,
+    # pre_delete each in primary key order, delete, post_delete each in the
+    # reverse order. Sorted here too: Django sorts in Python, and a column's
+    # collation may order text keys otherwise in the database.
+    rows = sorted(session.scalars(query, params=orm_state.parameters or None), key=_pk)
     using = config.alias(session)
     with awaiting():
         for obj in rows:
             pre_delete.send(type(obj), instance=obj, using=using, origin=statement)
     result = orm_state.invoke_statement()
     with awaiting():
-        for obj in rows:
+        for obj in reversed(rows):
             post_delete.send(type(obj), instance=obj, using=using, origin=statement)
     return result

@@ -467,7 +467,13 @@ def _hook_class(mapper: Mapper[Any]) -> None:
         instrumented(self, *args, **kwargs)
         # A subclass's __init__ calls this one too: send once, for the real class.
         # Once per object, so no receiver anywhere costs one identity check.
-        if type(self) is cls and not nobody_listens(signal) and not is_quiet(signal, cls):
+        # Like pre_init, only while an install covers the class.
+        if (
+            type(self) is cls
+            and not nobody_listens(signal)
+            and not is_quiet(signal, cls)
+            and class_config(mapper) is not None
+        ):
             signal.send(sender=cls, instance=self)
 
     __init__._tocsin_post_init = True  # type: ignore[attr-defined]  # noqa: SLF001 - our own marker

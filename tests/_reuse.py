@@ -1,0 +1,51 @@
+"""Provoke id() reuse: a new object at the address of a dead one, every time.
+
+CPython's small-object allocator (pymalloc) keeps freed blocks in per-pool
+free lists, one list of pools per size class, and serves an allocation from
+the first pool of its class with a free block. A dead object's block is
+therefore handed out again once the free blocks ahead of it are used up,
+provided its pool stays in use: a pool that empties may be given to another
+size class, and the address is lost. So:
+
+* :meth:`AddressReuse.new` allocates the object between neighbours of the
+  same kind, kept alive until the test ends, so its pool never empties;
+* :meth:`AddressReuse.reuse` allocates objects of the same kind, keeping
+  every one (freeing them would hand the same blocks out again and again),
+  until one lands on the dead address, and fails the test if none does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+NEIGHBOURS = 64  # on each side: more than the blocks of one pool of these sizes
+TRIES = 500_000  # each is kept: the free blocks ahead of the dead one, with room to spare
+
+
+class AddressReuse:
+    """Objects made by *make*, and a newcomer at the address of one that died."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.keep: list[Any] = []
+
+    def new(self) -> Any:
+        """A new object whose memory block stays in use after it dies."""
+        self.keep.extend(self.make() for _ in range(NEIGHBOURS))
+        obj = self.make()
+        self.keep.extend(self.make() for _ in range(NEIGHBOURS))
+        return obj
+
+    def reuse(self, dead_id: int) -> Any:
+        """A new object at *dead_id*, the address of an object made by :meth:`new` that died."""
+        for _ in range(TRIES):
+            obj = self.make()
+            if id(obj) == dead_id:
+                return obj
+            self.keep.append(obj)
+        pytest.fail(f"no new object reused the dead one's address after {TRIES} allocations")

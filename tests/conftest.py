@@ -70,12 +70,18 @@ def _global_state() -> dict[str, Any]:
         ),
         # Strong ones only: a weak receiver left behind dies with the test
         # (at the next garbage collection, which comes when it comes).
+        # (A signal first imported by the test, with none, is no leak.)
         "strong connections to tocsin's own signals": {
-            f"{sig.module}.{sig.name}": frozenset(
-                key for key, record in sig._records.items() if not record[R_WEAK]
+            name: keys
+            for name, keys in (
+                (
+                    f"{sig.module}.{sig.name}",
+                    frozenset(key for key, record in sig._records.items() if not record[R_WEAK]),
+                )
+                for sig in _hooks.live_signals()
+                if sig.module == "tocsin" or (sig.module or "").startswith("tocsin.")
             )
-            for sig in _hooks.live_signals()
-            if sig.module == "tocsin" or (sig.module or "").startswith("tocsin.")
+            if keys
         },
         "mute blocks left open": {f"{sig!r}": depths for sig, depths in _mute._depths.items()},
         "connection watcher (a meta-signal receiver left connected)": _hooks.connection_watcher,

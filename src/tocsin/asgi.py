@@ -60,6 +60,8 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from tocsin.exceptions import InvalidArgumentError
+
 from ._request_signals import (
     all_quiet,
     got_request_exception,
@@ -120,7 +122,7 @@ class RequestSignalsMiddleware:
                 f"app(scope, receive, send); got {app!r}. Pass the application object itself, "
                 f"for example RequestSignalsMiddleware(app), not the result of calling it."
             )
-            raise TypeError(msg)
+            raise InvalidArgumentError(msg)
         self.app = app
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:

@@ -7,7 +7,10 @@ exception Django raises in the same situation, so ``except TypeError`` code
 written for ``django.dispatch`` keeps working::
 
     DispatchError (Exception)
+    +-- AsyncContextError (DispatchError, RuntimeError)
+    +-- InvalidArgumentError (DispatchError, TypeError, ValueError)
     +-- NotASignalError (DispatchError, TypeError)
+    +-- NotPicklableError (DispatchError, TypeError)
     +-- ReceiverNotCallableError (DispatchError, TypeError)
     +-- ReceiverSignatureError (DispatchError, ValueError)
     +-- SendArgumentsError (DispatchError, TypeError)
@@ -18,9 +21,12 @@ written for ``django.dispatch`` keeps working::
 from __future__ import annotations
 
 __all__ = [
+    "AsyncContextError",
     "DispatchError",
     "DuplicateReceiverWarning",
+    "InvalidArgumentError",
     "NotASignalError",
+    "NotPicklableError",
     "ReceiverNotCallableError",
     "ReceiverSignatureError",
     "SendArgumentsError",
@@ -29,6 +35,40 @@ __all__ = [
 
 class DispatchError(Exception):
     """Base class of the errors tocsin raises for misuse of its API."""
+
+
+class InvalidArgumentError(DispatchError, TypeError, ValueError):
+    """A tocsin function, method or class was given an argument it cannot use.
+
+    For example ``priority="high"``, ``via=42``, ``async_mode="parallel"``,
+    ``mute(42)`` or ``install(object())``. Raised before anything changes.
+    It is both a ``TypeError`` and a ``ValueError``, so code that caught the
+    builtin raised for that argument keeps working.
+
+    .. versionadded:: 0.1
+    """
+
+
+class NotPicklableError(DispatchError, TypeError):
+    """A signal that no module-level name is bound to was pickled.
+
+    Signals pickle by reference, like functions and classes; the message
+    says how to fix it. A ``TypeError``, as ``pickle`` raises for objects
+    it cannot pickle.
+
+    .. versionadded:: 0.1
+    """
+
+
+class AsyncContextError(DispatchError, RuntimeError):
+    """An async receiver or ``asend()`` cannot run where it was called.
+
+    For example a plain ``send()`` inside a running event loop reaching an
+    async receiver (use ``await sig.asend(...)``), or ``asend()`` awaited
+    outside asyncio and trio. Raised before any receiver runs.
+
+    .. versionadded:: 0.1
+    """
 
 
 class NotASignalError(DispatchError, TypeError):

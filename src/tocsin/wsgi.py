@@ -46,6 +46,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, cast
 
+from tocsin.exceptions import InvalidArgumentError
+
 from ._request_signals import (
     all_quiet,
     got_request_exception,
@@ -114,7 +116,7 @@ class RequestSignalsMiddleware:
                 f"app(environ, start_response); got {app!r}. For Flask wrap app.wsgi_app: "
                 f"app.wsgi_app = RequestSignalsMiddleware(app.wsgi_app)."
             )
-            raise TypeError(msg)
+            raise InvalidArgumentError(msg)
         self.app = app
 
     def __call__(self, environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:

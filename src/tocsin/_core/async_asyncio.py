@@ -49,6 +49,8 @@ from functools import partial
 from types import MethodType
 from typing import TYPE_CHECKING, Any
 
+from tocsin.exceptions import AsyncContextError
+
 from . import hooks as _hooks
 from .records import R_ASYNC, R_DEREF, R_FUNC, R_VIA
 
@@ -146,7 +148,7 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
         return await asend_trio(signal, sender, named, robust=robust)
     if library != "asyncio":
         msg = "Signal.asend() must be awaited inside an asyncio or trio event loop."
-        raise RuntimeError(msg)
+        raise AsyncContextError(msg)
     if signal.async_mode == "sequential":
         return await _sequential(signal, signal._entries_for(sender), sender, named, robust=robust)  # noqa: SLF001
     via, sync, asyn = split(signal, sender)
@@ -402,7 +404,7 @@ def check_no_running_loop(signal: Signal, receiver: Any) -> None:
             "called inside a running event loop, where it cannot run it without blocking the loop. "
             "Use `await signal.asend(...)` (or asend_robust) from async code."
         )
-        raise RuntimeError(msg)
+        raise AsyncContextError(msg)
 
 
 def run_async_receivers(

@@ -12,6 +12,8 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
+from tocsin.exceptions import NotPicklableError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import CodeType
@@ -73,7 +75,7 @@ def reduce_signal(signal: Signal) -> tuple[Callable[[str], object], tuple[str]]:
         f"(order_placed = Signal()), or leave it out of what you pickle (define __getstate__) "
         f"and create or look it up again after loading."
     )
-    raise TypeError(msg)
+    raise NotPicklableError(msg)
 
 
 def warn_providing_args() -> None:

@@ -50,6 +50,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from tocsin.exceptions import InvalidArgumentError
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -136,10 +138,10 @@ class Paused:
     ) -> None:
         if on_error not in ("deliver", "drop"):
             msg = f"on_error must be 'deliver' or 'drop'; got {on_error!r}."
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         if not callable(cast("object", reduce)) and reduce is not None:
             msg = f"reduce must be a callable taking a list of HeldSend and returning one; got {reduce!r}."
-            raise TypeError(msg)
+            raise InvalidArgumentError(msg)
         self.signal = signal
         self.reduce = reduce
         self.on_error = on_error

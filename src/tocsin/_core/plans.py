@@ -19,6 +19,8 @@ from contextvars import ContextVar
 from types import FunctionType, MethodType
 from typing import Any, Final
 
+from tocsin.exceptions import InvalidArgumentError
+
 from . import senders as _senders
 from .records import (
     R_ASYNC,
@@ -127,9 +129,9 @@ def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
     return tuple((r[R_DEREF], r[R_FUNC]) for r in records)
 
 
-def _bad_via(via: object) -> TypeError:
+def _bad_via(via: object) -> InvalidArgumentError:
     """The error for a ``via=`` that is not a delivery policy."""
-    return TypeError(
+    return InvalidArgumentError(
         f"via= must be a delivery policy: a callable taking one zero-argument callable "
         f"(for example executor.submit or tocsin.sqlalchemy.on_commit); got {via!r}."
     )
@@ -145,7 +147,7 @@ def _check_priority(priority: object) -> int:
         return operator.index(priority)  # type: ignore[arg-type]
     except TypeError:
         msg = f"priority must be an int (higher runs first); got {priority!r}."
-        raise TypeError(msg) from None
+        raise InvalidArgumentError(msg) from None
 
 
 def _bind(obj: Any, func: Callable[..., Any]) -> Any:

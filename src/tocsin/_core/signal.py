@@ -33,6 +33,8 @@ from collections.abc import Callable, Hashable, Iterable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from tocsin.exceptions import InvalidArgumentError
+
 from . import decorators as _decorators
 from . import hooks as _hooks
 from . import identity as _identity
@@ -139,7 +141,7 @@ class Signal(Dispatching):
             _identity.warn_providing_args()
         if async_mode not in ("concurrent", "sequential"):
             msg = f"async_mode must be 'concurrent' or 'sequential'; got {async_mode!r}."
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         self.name = name
         self.doc = doc
         self.module = _identity.defining_module()  # for introspection and pickling
@@ -345,7 +347,7 @@ class Signal(Dispatching):
             rkey: Hashable = ("uid", dispatch_uid)
         elif receiver is None:
             msg = "Signal.disconnect() needs the receiver or the dispatch_uid it was connected with."
-            raise TypeError(msg)
+            raise InvalidArgumentError(msg)
         elif type(receiver) is _MethodType:
             rkey = _receivers.receiver_key(receiver)
         else:

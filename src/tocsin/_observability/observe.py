@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tocsin._core import hooks as _hooks
 from tocsin._core import receivers as _receivers
+from tocsin.exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -412,6 +413,6 @@ def observe(observer: Observer) -> Observation:
     """
     if not isinstance(cast("object", observer), Observer):  # a runtime check for untyped callers
         msg = f"tocsin.observe() takes a tocsin.Observer (subclass it); got {observer!r}."
-        raise TypeError(msg)
+        raise InvalidArgumentError(msg)
     _add(observer)
     return Observation(observer)

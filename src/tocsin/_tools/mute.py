@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from tocsin._core import hooks
 from tocsin._core import receivers as _receivers
 from tocsin._core.signal import Signal
+from tocsin.exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -129,7 +130,7 @@ class mute:  # noqa: N801 - used like a function, as contextlib's helpers are
                     f"mute() takes signals and receivers; got {target!r}. "
                     "For example: mute(post_save) or mute(send_welcome_email)."
                 )
-                raise TypeError(msg)
+                raise InvalidArgumentError(msg)
         self._keys = keys
         self._entered: list[list[tuple[Signal, Hashable]]] = []
 

@@ -53,7 +53,7 @@ from sqlalchemy.util import concurrency
 
 from tocsin._core.delivery import DeferredCall
 from tocsin._core.receivers import error_text, log_name, qualified_name
-from tocsin.exceptions import DispatchError
+from tocsin.exceptions import DispatchError, InvalidArgumentError
 
 
 def in_greenlet() -> bool:
@@ -137,7 +137,7 @@ def _unwrap(session: Any) -> Session:
             f"session= must be a SQLAlchemy Session, AsyncSession or scoped_session; "
             f"got {session!r} ({type(session).__name__})."
         )
-        raise TypeError(msg)
+        raise InvalidArgumentError(msg)
     return session
 
 
@@ -228,7 +228,7 @@ def _call(func: Callable[[], Any]) -> Any:
             "only be awaited after an AsyncSession commit (await session.commit()); here "
             "it would never run. Use an AsyncSession or a synchronous callback."
         )
-        raise TypeError(msg)
+        raise InvalidArgumentError(msg)
     return result
 
 
@@ -317,7 +317,7 @@ def on_commit(func: Callable[[], Any], *, session: Any = None, robust: bool = Fa
 def _check_callable(func: object) -> None:
     if not callable(func):
         msg = f"on_commit() needs a callable taking no arguments; got {func!r}."
-        raise TypeError(msg)
+        raise InvalidArgumentError(msg)
 
 
 def _record(capture: _Capture, func: Callable[[], Any], robust: bool) -> None:  # noqa: FBT001

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.orm.interfaces import MANYTOONE
 
+from tocsin.exceptions import InvalidArgumentError
+
 from ._models import (
     _Config,
     awaiting,
@@ -216,14 +218,14 @@ def _is_reverse(prop: RelationshipProperty[Any]) -> bool:
     return own > other
 
 
-def _unsaved(prop: RelationshipProperty[Any], obj: Any, role: str) -> ValueError:
+def _unsaved(prop: RelationshipProperty[Any], obj: Any, role: str) -> InvalidArgumentError:
     msg = (
         f"Cannot send m2m_changed for {prop.parent.class_.__name__}.{prop.key}: the {role} {obj!r} "
         f"has no primary key yet, so pk_set cannot be computed. Flush it first (session.flush()), "
         f"then change the collection; Django likewise refuses unsaved objects in many-to-many "
         f"relations."
     )
-    return ValueError(msg)
+    return InvalidArgumentError(msg)
 
 
 def _send_pre_m2m(session: Session, state: _FlushState) -> bool:

@@ -42,6 +42,7 @@ from tocsin._core import inline as _inline
 from tocsin._core import receivers as _receivers
 from tocsin._core.plans import _bad_via, _check_priority
 from tocsin._core.signal import Signal
+from tocsin.exceptions import AsyncContextError, InvalidArgumentError
 
 from ._commit import in_greenlet as _in_greenlet
 
@@ -272,7 +273,7 @@ def _await_in_greenlet(coro: Any) -> Any:
         "Signal.send() reached async receivers from inside a running event loop, outside "
         "SQLAlchemy's greenlet: it cannot wait for them there. Use `await signal.asend(...)`."
     )
-    raise RuntimeError(msg)
+    raise AsyncContextError(msg)
 
 
 @contextlib.contextmanager
@@ -353,7 +354,7 @@ def install(
             f"install() takes a declarative base class, a registry, a sessionmaker or an "
             f"async_sessionmaker; got {target!r}. For example: tocsin.sqlalchemy.install(Base)."
         )
-        raise TypeError(msg)
+        raise InvalidArgumentError(msg)
     with _lock:
         _start_listening()
         if reg is not None:

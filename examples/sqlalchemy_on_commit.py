@@ -76,7 +76,7 @@ with Session(engine) as session:
         session.add(Order(id=2, item="lamp"))
         ts.on_commit(lambda: log.append("never: its savepoint rolls back"), session=session)
         savepoint.rollback()  # drops order 2 and the callback registered with it
-        ts.send_on_commit(order_shipped, Order, session=session, order_id=1)
+        ts.send_on_commit(order_shipped, Order, session, order_id=1)
         assert log == []  # nothing before the commit
     print("\n".join(log))
     assert log == ["email for order 1 (new)", "committed orders: [1]", "warehouse told about order 1"]

@@ -22,6 +22,7 @@ from tocsin.sqlalchemy import (
     capture_on_commit_callbacks,
     on_commit,
     send_on_commit,
+    send_robust_on_commit,
     use_session,
 )
 
@@ -519,7 +520,7 @@ class TestSendOnCommit:
         with maker() as session:
             session.add(Item(name="a"))
             session.flush()
-            send_on_commit(sig, "x", session=session)
+            send_on_commit(sig, "x", session)
             session.rollback()
         assert seen == []
 
@@ -538,11 +539,29 @@ class TestSendOnCommit:
         with maker() as session:
             session.add(Item(name="a"))
             session.flush()
-            send_on_commit(sig, "x", session=session, robust=True)
+            send_robust_on_commit(sig, "x", session)
             with caplog.at_level(logging.ERROR, logger="tocsin"):
                 session.commit()
         assert seen == ["x"]
         assert len(caplog.records) == 1
+
+    def test_every_name_is_the_senders(self, maker):
+        """session=, robust= and using= are the signal's arguments: the options are positional only."""
+        sig = tocsin.Signal()
+        seen = []
+
+        @sig.connect
+        def rec(sender, session, robust, using, **kwargs):
+            seen.append((sender, session, robust, using))
+
+        with maker() as session:
+            session.add(Item(name="a"))
+            session.flush()
+            send_on_commit(sig, "x", session, session="payload", robust="also", using="default")
+            send_robust_on_commit(sig, "y", session, session=1, robust=2, using=3)
+            assert seen == []
+            session.commit()
+        assert seen == [("x", "payload", "also", "default"), ("y", 1, 2, 3)]
 
 
 class TestCapture:

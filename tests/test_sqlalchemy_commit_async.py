@@ -204,7 +204,7 @@ class TestAsyncSession:
             async with maker() as session:
                 session.add(Note(text="a"))
                 await session.flush()
-                send_on_commit(sig, "x", session=session, n=1)
+                send_on_commit(sig, "x", session, n=1)
                 assert seen == []
                 await session.commit()
 

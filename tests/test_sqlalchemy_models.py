@@ -843,7 +843,7 @@ def test_model_signals_work_without_greenlet():
             with s.begin():
                 s.add(Row())
                 ts.on_commit(lambda: ran.append("callback"), session=s)
-                ts.send_on_commit(shipped, Row, session=s)
+                ts.send_on_commit(shipped, Row, s)
         assert sorted(map(str, ran)) == sorted(map(str, [("deferred", 2), "callback", "shipped"])), ran
         """
     )

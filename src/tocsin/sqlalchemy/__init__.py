@@ -25,6 +25,7 @@ from ._commit import SessionNotFoundError as SessionNotFoundError
 from ._commit import capture_on_commit_callbacks as capture_on_commit_callbacks
 from ._commit import on_commit as on_commit
 from ._commit import send_on_commit as send_on_commit
+from ._commit import send_robust_on_commit as send_robust_on_commit
 from ._commit import use_session as use_session
 from ._models import ModelSignal as ModelSignal
 from ._models import class_prepared as class_prepared
@@ -54,5 +55,6 @@ __all__ = [
     "pre_save",
     "raw_loading",
     "send_on_commit",
+    "send_robust_on_commit",
     "use_session",
 ]

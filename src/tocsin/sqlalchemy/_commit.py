@@ -348,29 +348,50 @@ class _SendLater:
         return f"<{how} of {self.signal!r} sender={self.sender!r} after commit>"
 
 
-def send_on_commit(
-    signal: Signal, sender: Any, *, session: Any = None, robust: bool = False, **named: Any
-) -> None:
+def send_on_commit(signal: Signal, sender: Any, session: Any = None, /, **named: Any) -> None:
     """Send *signal* after the Session's outermost transaction commits.
 
     The whole send is deferred: receivers connected later but before the
     commit are called, and a rollback drops the send. Session lookup and
-    savepoint handling are those of :func:`on_commit` (``instance=`` among
-    *named* identifies the Session). Under an ``AsyncSession`` the send is
-    ``await signal.asend(...)``, so async receivers work.
+    savepoint handling are those of :func:`on_commit`. Under an
+    ``AsyncSession`` the send is ``await signal.asend(...)``, so async
+    receivers work. A receiver's exception propagates out of ``commit()``,
+    as ``send()``'s would; see :func:`send_robust_on_commit`.
 
     Args:
         signal: the signal to send.
         sender: passed to ``send()``.
-        session: the Session whose transaction to wait for.
-        robust: use ``send_robust()``: receiver errors are logged, never
-            raised out of ``commit()``.
-        named: the send's named arguments (``session`` and ``robust`` are
-            taken by this function).
+        session: the Session whose transaction to wait for, positional only;
+            without it, ``instance=`` among *named* identifies the Session,
+            then :func:`use_session`, as for ``on_commit``.
+        named: the send's named arguments, all of them: positional-only
+            parameters reserve no name, so a signal may send ``session=``,
+            ``robust=`` or ``using=`` like any other argument.
+
+    Raises:
+        SessionNotFoundError: no Session could be found.
 
     .. versionadded:: 0.1
 
     """
+    _send_on_commit(signal, sender, session, named, robust=False)
+
+
+def send_robust_on_commit(signal: Signal, sender: Any, session: Any = None, /, **named: Any) -> None:
+    """Like :func:`send_on_commit`, with ``send_robust()``: errors are logged, never raised.
+
+    A receiver's exception is logged on logger ``tocsin`` and never raised
+    out of ``commit()``; the other receivers still run.
+
+    .. versionadded:: 0.1
+
+    """
+    _send_on_commit(signal, sender, session, named, robust=True)
+
+
+def _send_on_commit(
+    signal: Signal, sender: Any, session: Any, named: dict[str, Any], *, robust: bool
+) -> None:
     later = _SendLater(signal, sender, named, robust=robust)
     captures = _captures.get()
     if captures and captures[-1].session is None:

@@ -44,7 +44,7 @@ import contextvars
 import sys
 import threading
 import types
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from types import MethodType
 from typing import TYPE_CHECKING, Any
@@ -150,7 +150,8 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
         msg = "Signal.asend() must be awaited inside an asyncio or trio event loop."
         raise AsyncContextError(msg)
     if signal.async_mode == "sequential":
-        return await _sequential(signal, signal._entries_for(sender), sender, named, robust=robust)  # noqa: SLF001
+        entries = signal._entries_for(sender)  # noqa: SLF001
+        return await _sequential(signal, entries, sender, named, robust=robust, to_thread=_in_executor)
     via, sync, asyn = split(signal, sender)
     call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
     responses: Responses = (
@@ -178,10 +179,7 @@ async def asend(  # noqa: C901, PLR0912 - one place for the whole failure protoc
     except BaseException:
         if batch is not None:
             batch.stopped = True
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await _cancel_and_wait(tasks)
         if thread is not None and not isinstance(sys.exc_info()[1], asyncio.CancelledError):
             await asyncio.wait([thread])
         raise
@@ -235,17 +233,14 @@ async def _async_only(
                 else asyncio.ensure_future(awaitable)
             )
     except BaseException:
-        for task in tasks:  # not started yet: cancelling closes their coroutines
-            task.cancel()
+        _cancel(tasks)
         raise
     if not tasks:
         return []
     try:
         results = [await tasks[0]] if len(tasks) == 1 else await asyncio.gather(*tasks)
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
+        await _cancel_and_wait(tasks)
         raise
     return list(zip(receivers, results, strict=True))
 
@@ -272,13 +267,23 @@ def _start_tasks(
                 else asyncio.ensure_future(awaitable)
             )
     except BaseException:
-        # A receiver raised before returning its awaitable: the tasks already
-        # made have not started; cancelling them closes their coroutines
-        # (no "never awaited" warning) when the loop next runs them.
-        for task in tasks:
-            task.cancel()
+        # A receiver raised before returning its awaitable.
+        _cancel(tasks)
         raise
     return tasks
+
+
+def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Cancel tasks that have not started: their coroutines are closed (no "never awaited")."""
+    for task in tasks:
+        task.cancel()
+
+
+async def _cancel_and_wait(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Cancel *tasks* and wait until each has finished: nothing of a failed send runs on."""
+    _cancel(tasks)
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 async def _call_async(
@@ -298,8 +303,19 @@ async def _call_async(
 
 
 async def _sequential(
-    signal: Signal, entries: list[Entry], sender: Any, named: dict[str, Any], *, robust: bool
+    signal: Signal,
+    entries: list[Entry],
+    sender: Any,
+    named: dict[str, Any],
+    *,
+    robust: bool,
+    to_thread: Callable[[Callable[[], Any]], Awaitable[Any]],
 ) -> Responses:
+    """``async_mode="sequential"``: one receiver at a time, in order, on asyncio or trio.
+
+    *to_thread* runs a sync receiver's batch in a worker thread and waits
+    for it (``run_in_executor`` on asyncio, ``trio.to_thread.run_sync``).
+    """
     responses: Responses = []
     for receiver, record in entries:
         if record is not None and record[R_VIA] is not None:
@@ -310,10 +326,14 @@ async def _sequential(
         else:
             batch = _SyncBatch(signal, [(receiver, record)], sender, named)
             batch.robust = robust
-            await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, batch.run)
+            await to_thread(partial(contextvars.copy_context().run, batch.run))
             result = batch.responses[0][1]
         responses.append((receiver, result))
     return responses
+
+
+def _in_executor(func: Callable[[], Any]) -> Awaitable[Any]:
+    return asyncio.get_running_loop().run_in_executor(None, func)
 
 
 # ---- async receivers from a synchronous send ---------------------------------
@@ -426,9 +446,7 @@ def run_async_receivers(
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+            await _cancel_and_wait(tasks)
             raise
 
     run = awaiter.get()

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .async_asyncio import Responses, _call_async, _SyncBatch, split
-from .records import R_ASYNC, R_VIA
+from .async_asyncio import Responses, _call_async, _sequential, _SyncBatch, split
 
 if TYPE_CHECKING:
     from .signal import Signal
@@ -30,20 +29,10 @@ async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
 ) -> Responses:
     """Deliver one async send inside ``trio.run``."""
     if signal.async_mode == "sequential":
-        responses: Responses = []
-        for receiver, record in signal._entries_for(sender):  # noqa: SLF001
-            if record is not None and record[R_ASYNC] and record[R_VIA] is None:
-                result = await _call_async(signal, receiver, sender, named, robust=robust)
-            elif record is not None and record[R_VIA] is not None:
-                call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
-                result = call_entry(receiver, record, sender, named, robust=robust, method="asend_robust")
-            else:
-                batch = _SyncBatch(signal, [(receiver, record)], sender, named)
-                batch.robust = robust
-                await trio.to_thread.run_sync(contextvars.copy_context().run, batch.run)
-                result = batch.responses[0][1]
-            responses.append((receiver, result))
-        return responses
+        entries = signal._entries_for(sender)  # noqa: SLF001
+        return await _sequential(
+            signal, entries, sender, named, robust=robust, to_thread=trio.to_thread.run_sync
+        )
 
     via, sync, asyn = split(signal, sender)
     call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step

@@ -27,7 +27,6 @@ died meanwhile.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from types import MethodType
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Signal"]
 
-logger = logging.getLogger("tocsin")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

@@ -36,20 +36,45 @@ import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._hooks import add_global_interceptor
 from ._mute import mute
+from ._observe import Observer, observe
 from ._pause import Held
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from types import TracebackType
 
-    from ._hooks import Dispatch, Responses
+    from ._observe import SendEvent
     from ._signal import Signal
 
-__all__ = ["Capture", "SentSignal", "capture", "mute"]
+__all__ = ["Capture", "ReceiverCall", "SentSignal", "capture", "mute"]
 
 _NOT_GIVEN: Any = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiverCall:
+    """One receiver call of a recorded send, in the order the calls started.
+
+    Attributes:
+        receiver: the receiver called.
+        result: what it returned (``None`` if it raised or had not finished).
+        error: the exception it raised, else ``None``. Under ``asend``, the
+            receivers still running when another one raised are cancelled:
+            their error is the cancellation (``asyncio.CancelledError`` or
+            ``trio.Cancelled``).
+        finished: ``False`` if it was still running when the send ended (a
+            synchronous receiver that a cancelled ``asend`` had started in
+            its worker thread, which cannot be interrupted).
+
+    .. versionadded:: 0.2
+
+    """
+
+    receiver: Any
+    result: Any = None
+    error: BaseException | None = None
+    finished: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +87,18 @@ class SentSignal:
         kwargs: the named arguments (without ``signal``/``sender``).
         responses: ``[(receiver, response)]`` as the send returned them;
             empty if it raised.
-        error: the exception the send raised (``send`` only), else ``None``.
+        error: the exception the send raised (``send``/``asend`` only; a
+            receiver's, or the ``SendArgumentsError`` of a send refused by
+            ``TypedSignal(validate=True)``), else ``None``.
         robust: made with ``send_robust``/``asend_robust``.
         is_async: made with ``asend``/``asend_robust``.
+        calls: every receiver call, as :class:`ReceiverCall`, in the order
+            they started (concurrent ``asend`` receivers: as they started).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``calls`` and ``raised_by``; a send that raised lists the receivers
+       that ran.
 
     """
 
@@ -77,21 +109,57 @@ class SentSignal:
     error: BaseException | None = None
     robust: bool = False
     is_async: bool = False
+    calls: tuple[ReceiverCall, ...] = ()
 
     @property
     def receivers(self) -> list[Any]:
-        """The receivers that ran, in order."""
+        """The receivers that ran, in order.
+
+        For a send that returned, in the order of ``responses``; for one
+        that raised, in the order they started, the one that raised
+        included (see ``raised_by``).
+        """
+        if self.error is not None:
+            return [call.receiver for call in self.calls]
         return [receiver for receiver, _ in self.responses]
 
     @property
     def results(self) -> list[Any]:
-        """What each receiver returned (or, for robust sends, raised)."""
+        """What each receiver returned (or, for robust sends, raised).
+
+        For a send that raised: for each receiver in ``receivers``, what it
+        returned, or the exception it raised.
+        """
+        if self.error is not None:
+            return [call.result if call.error is None else call.error for call in self.calls]
         return [response for _, response in self.responses]
 
+    @property
+    def raised_by(self) -> Any:
+        """The receiver whose exception the send raised, or ``None``.
+
+        ``None`` also when the error did not come from a receiver (a send
+        refused by validation, or an interceptor's error).
+        """
+        error = self.error
+        if error is None:
+            return None
+        return next((call.receiver for call in self.calls if call.error is error), None)
+
     def describe(self) -> str:
-        """One line: the signal, sender, arguments and the receivers that ran."""
-        ran = ", ".join(_name(r) for r in self.receivers) or "no receivers ran"
-        if self.error is not None:
+        """One line: the signal, sender, arguments and the receivers that ran, and what raised."""
+        raised = {id(call.error) for call in self.calls if call.error is not None}
+        items = []
+        for receiver, result in zip(self.receivers, self.results, strict=True):
+            item = _name(receiver)
+            if isinstance(result, BaseException) and id(result) in raised:
+                item += f" raised {result!r}"
+            items.append(item)
+        unfinished = [_name(call.receiver) for call in self.calls if not call.finished]
+        if unfinished:
+            items.append(f"still running: {', '.join(unfinished)}")
+        ran = ", ".join(items) or "no receivers ran"
+        if self.error is not None and id(self.error) not in raised:
             ran += f"; raised {self.error!r}"
         return f"{_signal_name(self.signal)}: {_call_args(self.sender, self.kwargs)} ({ran})"
 
@@ -110,56 +178,44 @@ def _call_args(sender: Any, kwargs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-class _Recorder:
-    """The interceptor behind :class:`Capture`."""
+class _Recorder(Observer):
+    """The observer behind :class:`Capture`.
 
-    __slots__ = ("capture",)
+    An observer (see ``_observe``), not an interceptor of its own: the
+    observation hooks see each receiver call, so a send that raised still
+    says which receivers ran, and they sit outside every signal's own
+    interceptors, so a send refused by ``TypedSignal(validate=True)`` is seen
+    too.
+    """
 
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
 
-    def _wanted(self, dispatch: Dispatch) -> bool:
+    def send_finished(self, event: SendEvent) -> None:
         signals = self.capture.signals
-        return not signals or any(s is dispatch.signal for s in signals)
-
-    def _record(self, dispatch: Dispatch, responses: Responses, error: BaseException | None) -> None:
+        if signals and not any(s is event.signal for s in signals):
+            return
+        responses = event.responses
         # A send held by Signal.paused() returns [] now and is recorded when
         # it is delivered; recording it twice would count it twice.
         if type(responses) is Held:
             return
+        calls = tuple(
+            ReceiverCall(call.receiver, call.result, call.error, call.end is not None)
+            for call in event.receivers
+        )
         entry = SentSignal(
-            dispatch.signal,
-            dispatch.sender,
-            dict(dispatch.named),
-            list(responses),
-            error,
-            dispatch.robust,
-            dispatch.is_async,
+            event.signal,
+            event.sender,
+            dict(event.named),
+            list(responses or ()),
+            event.error,
+            event.robust,
+            event.is_async,
+            calls,
         )
         with self.capture._lock:  # noqa: SLF001 - the capture's own recorder
             self.capture.sent.append(entry)
-
-    def send(self, dispatch: Dispatch, proceed: Callable[[], Responses]) -> Responses:
-        if not self._wanted(dispatch):
-            return proceed()
-        try:
-            responses = proceed()
-        except BaseException as exc:
-            self._record(dispatch, [], exc)
-            raise
-        self._record(dispatch, responses, None)
-        return responses
-
-    async def asend(self, dispatch: Dispatch, proceed: Callable[[], Awaitable[Responses]]) -> Responses:
-        if not self._wanted(dispatch):
-            return await proceed()
-        try:
-            responses = await proceed()
-        except BaseException as exc:
-            self._record(dispatch, [], exc)
-            raise
-        self._record(dispatch, responses, None)
-        return responses
 
 
 class Capture:
@@ -194,11 +250,7 @@ class Capture:
         return iter(list(self.sent))
 
     def __enter__(self) -> Capture:  # noqa: PYI034 - final in practice
-        recorder = _Recorder(self)
-        if self.signals:
-            self._removers = [s.add_interceptor(recorder) for s in self.signals]
-        else:
-            self._removers = [add_global_interceptor(recorder)]
+        self._removers = [observe(_Recorder(self))]
         return self
 
     def __exit__(

@@ -431,6 +431,21 @@ class TestPytestPlugin:
         result = pytester.runpytest("--strict-markers", "-p", "no:randomly", "-W", "error")
         result.assert_outcomes(passed=6)
 
+    def test_marker_without_targets_errors(self, pytester: pytest.Pytester) -> None:
+        """A bare @pytest.mark.mute_signals (nothing to mute) errors instead of passing silently."""
+        pytester.makepyfile(
+            test_bare="""
+            import pytest
+
+            @pytest.mark.mute_signals
+            def test_bare():
+                pass
+            """
+        )
+        result = pytester.runpytest("--strict-markers", "-p", "no:randomly")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*TypeError: @pytest.mark.mute_signals needs the signals or receivers*"])
+
     def test_marker_is_registered(self, pytester: pytest.Pytester) -> None:
         """pytest --markers lists mute_signals."""
         result = pytester.runpytest("--markers")

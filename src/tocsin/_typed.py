@@ -32,8 +32,9 @@ and checks plain-class annotations with ``isinstance``, raising
 
 Receivers are still called as ``receiver(signal=..., sender=..., **named)``:
 the type check covers the payload; ``connect()`` still requires ``**kwargs``
-at run time. ``@tocsin.receiver`` stays untyped; use ``@sig.connect`` for
-checked receivers.
+at run time. ``connect()`` and ``connected_to()`` check the receiver;
+``@tocsin.receiver`` stays untyped; use ``@sig.connect`` for checked
+receivers.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .exceptions import SendArgumentsError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
+    from contextlib import AbstractContextManager
     from typing import Concatenate
 
     from ._delivery import DeliveryPolicy
@@ -176,6 +178,18 @@ class TypedSignal(Signal, Generic[P]):
         ) -> Callable[[Callable[Concatenate[Any, P], _R]], Callable[Concatenate[Any, P], _R]]: ...
 
         def connect(self, *args: Any, **kwargs: Any) -> Any: ...
+
+        def connected_to(  # type: ignore[override]
+            self,
+            receiver: Callable[Concatenate[Any, P], _R],
+            sender: object = ...,
+            *,
+            local: bool = ...,
+            weak: bool = ...,
+            dispatch_uid: Hashable | None = ...,
+            priority: int = ...,
+            via: DeliveryPolicy | None = ...,
+        ) -> AbstractContextManager[Callable[Concatenate[Any, P], _R]]: ...
 
 
 def typed_signal(spec: Callable[P, object]) -> TypedSignal[P]:

@@ -67,7 +67,7 @@ class ReceiverCall:
             synchronous receiver that a cancelled ``asend`` had started in
             its worker thread, which cannot be interrupted).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
 
     """
 
@@ -96,9 +96,6 @@ class SentSignal:
             they started (concurrent ``asend`` receivers: as they started).
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2
-       ``calls`` and ``raised_by``; a send that raised lists the receivers
-       that ran.
 
     """
 

@@ -357,10 +357,12 @@ class TestMuteClasses:
         assert [r for _, r in Base().test_inherited()] == ["a"]  # the base class is untouched
         assert TestOrders.test_sync.__name__ == "test_sync"
 
-    def test_plain_test_class_under_pytest(self, pytester: pytest.Pytester) -> None:
-        """pytest collects the decorated class's tests, with their fixtures, and they run muted."""
+    def test_classes_under_pytest(self, pytester: pytest.Pytester) -> None:
+        """Under pytest: both kinds of class keep their tests (fixtures, parametrize), run muted."""
         pytester.makepyfile(
             test_decorated="""
+            import unittest
+
             import pytest
             import tocsin
             from tocsin.testing import mute
@@ -386,13 +388,27 @@ class TestMuteClasses:
                     sig.send(n)
                     assert calls == []
 
+            @mute(sig)
+            class MutedCase(unittest.TestCase):
+                @classmethod
+                def setUpClass(cls):
+                    sig.send("setUpClass")
+
+                def test_one(self):
+                    sig.send(1)
+                    assert calls == []
+
+                def test_two(self):
+                    sig.send(2)
+                    assert calls == []
+
             def test_after():
                 sig.send("after")
                 assert calls == ["after"]
             """
         )
         result = pytester.runpytest("-p", "no:randomly", "-W", "error")
-        result.assert_outcomes(passed=4)
+        result.assert_outcomes(passed=6)
 
     def test_class_without_tests_is_refused(self, sig: tocsin.Signal) -> None:
         """A class with nothing to mute is refused, not silently changed."""

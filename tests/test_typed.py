@@ -234,6 +234,10 @@ class TestValidationAnnotations:
             SendArgumentsError, match=r"argument 'ratio' must be float \(got '1' that is a str\)"
         ):
             sig.send(None, ratio="1", z=1, maybe=None)  # type: ignore[arg-type]
+        with pytest.raises(
+            SendArgumentsError, match=r"'maybe' must be float \| None \(got 'x' that is a str"
+        ):
+            sig.send(None, ratio=1, z=1, maybe="x")  # type: ignore[arg-type]
 
 
 def _expected_errors(path: Path) -> dict[int, str]:

@@ -93,9 +93,12 @@ def _runtime_classes(hint: object) -> tuple[type, ...] | None:
 
 
 def _display(hint: object) -> str:
-    if isinstance(hint, type):
-        return hint.__qualname__
-    return str(hint).replace("typing.", "")
+    """``Decimal``, ``Order | None``: how an error message names *hint* (a class or union of classes)."""
+    names = (
+        "None" if arg is type(None) else getattr(arg, "__qualname__", repr(arg))
+        for arg in typing.get_args(hint) or (hint,)
+    )
+    return " | ".join(names)
 
 
 class _Validator:

@@ -197,6 +197,20 @@ class TestFailedSends:
         assert (first.signal, first.receivers, first.raised_by) == (inner, [inner_fails], inner_fails)
         assert (second.signal, second.receivers, second.raised_by) == (sig, [ok, outer], outer)
 
+    def test_two_captures_of_one_send(self, sig: tocsin.Signal) -> None:
+        """Every open capture of a send records its receivers, global and per-signal alike."""
+
+        def fails(sender: Any, **kwargs: Any) -> None:
+            raise KeyError(sender)
+
+        sig.connect(ok)
+        sig.connect(fails)
+        with capture() as every, capture(sig) as this, capture(sig) as again, pytest.raises(KeyError):
+            sig.send("shop")
+        for sent in (every, this, again):
+            (one,) = sent
+            assert (one.receivers, one.raised_by) == ([ok, fails], fails)
+
     def test_asend_concurrent_receivers(self, sig: tocsin.Signal) -> None:
         """asend: the sync receiver finished, fails raised, the waiting one was cancelled."""
         error = ValueError("async boom")
@@ -297,6 +311,32 @@ class TestFailedSends:
         assert one.describe() == (
             f"checked: sender=None, count='three' (no receivers ran; raised {info.value!r})"
         )
+
+    def test_only_the_captured_signals_are_intercepted(self, sig: tocsin.Signal) -> None:
+        """capture(sig) leaves other signals alone: their sends stay on the fast path, unheard."""
+        other = tocsin.Signal(name="other")
+        with capture(sig):
+            assert sig._interceptors != ()
+            assert other._interceptors == ()
+        assert sig._interceptors == ()
+
+    def test_via_receiver_alongside_tracing(self, sig: tocsin.Signal) -> None:
+        """With capture open, tracing still follows a via= receiver's later run."""
+        pending: list[tocsin.DeferredCall] = []
+        finished: list[str] = []
+
+        class Later(tocsin.Observer):
+            def deferred_finished(self, event: tocsin.ReceiverEvent) -> None:
+                finished.append(event.name)
+
+        sig.connect(ok, via=pending.append)
+        with tocsin.observe(Later()), capture(sig) as sent:
+            sig.send(None)
+            assert pending[0]() == "ok"
+        (one,) = sent
+        assert isinstance(one.results[0], tocsin.Deferred)
+        assert one.calls[0].receiver is ok
+        assert finished == ["tests.test_testing.ok"]
 
     def test_alongside_another_observer(self, sig: tocsin.Signal) -> None:
         """capture shares the observation hooks with tracing: each sees its sends, then both go."""

@@ -32,19 +32,20 @@ threads and tasks are recorded too (in the order they happen).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._hooks import add_global_interceptor, add_receiver_observer
 from ._mute import mute
-from ._observe import Observer, observe
 from ._pause import Held
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
     from types import TracebackType
 
-    from ._observe import SendEvent
+    from ._hooks import Dispatch, Responses
     from ._signal import Signal
 
 __all__ = ["Capture", "ReceiverCall", "SentSignal", "capture", "mute"]
@@ -175,44 +176,148 @@ def _call_args(sender: Any, kwargs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-class _Recorder(Observer):
-    """The observer behind :class:`Capture`.
+class _Run:
+    """One receiver call while it happens (a :class:`ReceiverCall` once the send ends)."""
 
-    An observer (see ``_observe``), not an interceptor of its own: the
-    observation hooks see each receiver call, so a send that raised still
-    says which receivers ran, and they sit outside every signal's own
-    interceptors, so a send refused by ``TypedSignal(validate=True)`` is seen
-    too.
+    __slots__ = ("error", "finished", "receiver", "result")
+
+    def __init__(self, receiver: Any) -> None:
+        self.receiver = receiver
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+
+# The send being recorded in this context: its Dispatch and the call lists of
+# the captures recording it (several captures may watch one send). Worker
+# threads and tasks of the send copy the context, so their calls land here;
+# a send of another signal, captured or not, never matches the Dispatch.
+_recording: contextvars.ContextVar[tuple[Dispatch, tuple[list[_Run], ...]] | None] = contextvars.ContextVar(
+    "tocsin_capture", default=None
+)
+
+
+class _CallRecorder:
+    """The receiver observer (see ``_hooks.add_receiver_observer``) of every open capture."""
+
+    def _start(self, signal: Signal, receiver: Any) -> _Run | None:
+        current = _recording.get()
+        if current is None or current[0].signal is not signal:
+            return None
+        run = _Run(receiver)
+        for calls in current[1]:
+            calls.append(run)
+        return run
+
+    def call(self, signal: Signal, receiver: Any, call: Callable[[], Any]) -> Any:
+        run = self._start(signal, receiver)
+        if run is None:
+            return call()
+        try:
+            run.result = call()
+        except BaseException as exc:
+            run.error = exc
+            raise
+        finally:
+            run.finished = True
+        return run.result
+
+    async def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+        run = self._start(signal, receiver)
+        if run is None:
+            return await call()
+        try:
+            run.result = await call()
+        except BaseException as exc:
+            run.error = exc
+            raise
+        finally:
+            run.finished = True
+        return run.result
+
+
+_call_recorder = _CallRecorder()
+_observer_lock = threading.Lock()
+_observer_users = 0
+_remove_observer: Callable[[], None] | None = None
+
+
+def _use_call_recorder(delta: int) -> None:
+    """Install the receiver observer with the first open capture, remove it with the last."""
+    global _observer_users, _remove_observer  # noqa: PLW0603 - guarded by _observer_lock
+    with _observer_lock:
+        _observer_users += delta
+        if delta > 0 and _observer_users == 1:
+            _remove_observer = add_receiver_observer(_call_recorder)
+        elif delta < 0 and _observer_users == 0 and _remove_observer is not None:
+            _remove_observer()
+            _remove_observer = None
+
+
+class _Recorder:
+    """The interceptor behind :class:`Capture`.
+
+    It records each send when it ends; the receiver observer above tells it
+    which receivers ran, so a send that raised still says so. On a signal it
+    runs before the signal's other interceptors, so it also sees a send that
+    ``TypedSignal(validate=True)`` refuses.
     """
+
+    __slots__ = ("capture",)
 
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
 
-    def send_finished(self, event: SendEvent) -> None:
-        signals = self.capture.signals
-        if signals and not any(s is event.signal for s in signals):
-            return
-        responses = event.responses
+    def _begin(self, dispatch: Dispatch) -> tuple[list[_Run], contextvars.Token[Any]]:
+        calls: list[_Run] = []
+        current = _recording.get()
+        if current is not None and current[0] is dispatch:  # another capture of this send
+            return calls, _recording.set((dispatch, (*current[1], calls)))
+        return calls, _recording.set((dispatch, (calls,)))
+
+    def _record(
+        self, dispatch: Dispatch, responses: Responses, error: BaseException | None, runs: list[_Run]
+    ) -> None:
         # A send held by Signal.paused() returns [] now and is recorded when
         # it is delivered; recording it twice would count it twice.
         if type(responses) is Held:
             return
-        calls = tuple(
-            ReceiverCall(call.receiver, call.result, call.error, call.end is not None)
-            for call in event.receivers
-        )
         entry = SentSignal(
-            event.signal,
-            event.sender,
-            dict(event.named),
-            list(responses or ()),
-            event.error,
-            event.robust,
-            event.is_async,
-            calls,
+            dispatch.signal,
+            dispatch.sender,
+            dict(dispatch.named),
+            list(responses),
+            error,
+            dispatch.robust,
+            dispatch.is_async,
+            tuple(ReceiverCall(r.receiver, r.result, r.error, r.finished) for r in runs),
         )
         with self.capture._lock:  # noqa: SLF001 - the capture's own recorder
             self.capture.sent.append(entry)
+
+    def send(self, dispatch: Dispatch, proceed: Callable[[], Responses]) -> Responses:
+        runs, token = self._begin(dispatch)
+        try:
+            responses = proceed()
+        except BaseException as exc:
+            self._record(dispatch, [], exc, runs)
+            raise
+        finally:
+            _recording.reset(token)
+        self._record(dispatch, responses, None, runs)
+        return responses
+
+    async def asend(self, dispatch: Dispatch, proceed: Callable[[], Awaitable[Responses]]) -> Responses:
+        runs, token = self._begin(dispatch)
+        try:
+            responses = await proceed()
+        except BaseException as exc:
+            self._record(dispatch, [], exc, runs)
+            raise
+        finally:
+            _recording.reset(token)
+        self._record(dispatch, responses, None, runs)
+        return responses
 
 
 class Capture:
@@ -247,7 +352,13 @@ class Capture:
         return iter(list(self.sent))
 
     def __enter__(self) -> Capture:  # noqa: PYI034 - final in practice
-        self._removers = [observe(_Recorder(self))]
+        _use_call_recorder(+1)
+        recorder = _Recorder(self)
+        if self.signals:
+            # Outermost: before a validator that may refuse the send.
+            self._removers = [s.add_interceptor(recorder, outermost=True) for s in self.signals]
+        else:
+            self._removers = [add_global_interceptor(recorder)]
         return self
 
     def __exit__(
@@ -256,9 +367,11 @@ class Capture:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for remove in self._removers:
+        removers, self._removers = self._removers, []
+        for remove in removers:
             remove()
-        self._removers = []
+        if removers:
+            _use_call_recorder(-1)
 
     def clear(self) -> None:
         """Forget the sends recorded so far."""

@@ -248,6 +248,34 @@ class TestFailedSends:
         assert f"{fails.__qualname__} raised ValueError('async boom')" in one.describe()
         assert f"{waits.__qualname__} raised CancelledError()" in one.describe()
 
+    def test_cancelled_asend_leaves_a_sync_receiver_running(self, sig: tocsin.Signal) -> None:
+        """A sync receiver still running in the worker thread when asend was cancelled: finished=False."""
+        started, release = threading.Event(), threading.Event()
+
+        def blocking(sender: Any, **kwargs: Any) -> str:
+            started.set()
+            release.wait()
+            return "late"
+
+        async def cancel_midway() -> None:
+            task = asyncio.ensure_future(sig.asend("shop"))
+            await asyncio.get_running_loop().run_in_executor(None, started.wait)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            release.set()  # let the worker thread finish before the loop closes
+
+        sig.connect(blocking)
+        with capture(sig) as sent:
+            asyncio.run(cancel_midway())
+        (one,) = sent
+        assert isinstance(one.error, asyncio.CancelledError)
+        assert one.raised_by is None
+        assert one.calls == (ReceiverCall(blocking, None, None, finished=False),)
+        assert one.describe() == (
+            f"order_placed: sender='shop' ({blocking.__qualname__} (still running); raised CancelledError())"
+        )
+
     def test_asend_sequential_stops_at_the_failure(self) -> None:
         """asend in sequential mode: receivers after the failing one never start."""
         sig = tocsin.Signal(name="seq", async_mode="sequential")

@@ -146,20 +146,26 @@ class SentSignal:
 
     def describe(self) -> str:
         """One line: the signal, sender, arguments and the receivers that ran, and what raised."""
-        raised = {id(call.error) for call in self.calls if call.error is not None}
-        items = []
-        for receiver, result in zip(self.receivers, self.results, strict=True):
-            item = _name(receiver)
-            if isinstance(result, BaseException) and id(result) in raised:
-                item += f" raised {result!r}"
-            items.append(item)
-        unfinished = [_name(call.receiver) for call in self.calls if not call.finished]
-        if unfinished:
-            items.append(f"still running: {', '.join(unfinished)}")
+        if self.error is not None:
+            items = [_describe_call(call) for call in self.calls]
+        else:
+            raised = {id(call.error) for call in self.calls if call.error is not None}
+            items = [
+                f"{_name(receiver)} raised {result!r}"
+                if isinstance(result, BaseException) and id(result) in raised
+                else _name(receiver)
+                for receiver, result in self.responses
+            ]
         ran = ", ".join(items) or "no receivers ran"
-        if self.error is not None and id(self.error) not in raised:
+        if self.error is not None and self.raised_by is None:
             ran += f"; raised {self.error!r}"
         return f"{_signal_name(self.signal)}: {_call_args(self.sender, self.kwargs)} ({ran})"
+
+
+def _describe_call(call: ReceiverCall) -> str:
+    if call.error is not None:
+        return f"{_name(call.receiver)} raised {call.error!r}"
+    return _name(call.receiver) if call.finished else f"{_name(call.receiver)} (still running)"
 
 
 def _name(obj: object) -> str:

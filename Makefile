@@ -89,3 +89,13 @@ bench-sqlalchemy: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venvs build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The property-based state machine with many more fresh examples than `make test` runs:
+# TOCSIN_HYPOTHESIS_DEEP=1 (the default here) runs 1,500, TOCSIN_HYPOTHESIS_DEEP=N runs N.
+# A failure is saved in .hypothesis/ and replayed first by the next run (deep or not);
+# PYTEST_ARGS=--hypothesis-seed=N makes a run repeatable.
+.PHONY: hypothesis-deep
+hypothesis-deep: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	TOCSIN_HYPOTHESIS_DEEP=$${TOCSIN_HYPOTHESIS_DEEP:-1} $(PY) -m pytest tests/test_signal_hypothesis.py \
+		-p no:randomly -o faulthandler_timeout=0 $(PYTEST_ARGS)

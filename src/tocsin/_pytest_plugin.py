@@ -45,12 +45,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _tocsin_mute_marker(request: pytest.FixtureRequest) -> Iterator[None]:
-    targets: list[Any] = []
-    for marker in request.node.iter_markers("mute_signals"):
-        targets.extend(marker.args)
-    if not targets:
+    markers = list(request.node.iter_markers("mute_signals"))
+    if not markers:
         yield
         return
+    targets: list[Any] = [target for marker in markers for target in marker.args]
+    if not targets:  # a bare @pytest.mark.mute_signals: muting nothing would pass silently
+        msg = (
+            "@pytest.mark.mute_signals needs the signals or receivers to mute, for example "
+            "@pytest.mark.mute_signals(post_save); it got none."
+        )
+        raise TypeError(msg)
     with mute(*targets):
         yield
 

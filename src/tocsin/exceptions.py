@@ -16,6 +16,7 @@ written for ``django.dispatch`` keeps working::
     +-- SendArgumentsError (DispatchError, TypeError)
 
     DuplicateReceiverWarning (UserWarning)
+    UncheckedAnnotationWarning (UserWarning)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "ReceiverNotCallableError",
     "ReceiverSignatureError",
     "SendArgumentsError",
+    "UncheckedAnnotationWarning",
 ]
 
 
@@ -117,4 +119,15 @@ class DuplicateReceiverWarning(UserWarning):
     receiver twice. Warned once per receiver, when a signal next rebuilds its
     routing table, at the receiver's definition. Fix the imports, or connect
     with ``dispatch_uid=`` so the second connect is a duplicate.
+    """
+
+
+class UncheckedAnnotationWarning(UserWarning):
+    """``TypedSignal(validate=True)`` cannot check some arguments' types.
+
+    An annotation of the spec does not resolve at run time, most often
+    because the name is imported only under ``if TYPE_CHECKING:``. The
+    argument names and every other annotation are still checked. Warned once
+    per signal, at its first send, at the spec's definition. Import the
+    names at run time to check them too, or filter this warning to accept it.
     """

@@ -32,11 +32,12 @@ threads and tasks are recorded too (in the order they happen).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._core.hooks import add_global_interceptor
+from ._core.hooks import add_global_interceptor, add_receiver_observer
 from ._core.pause import Held
 from ._tools.mute import mute
 
@@ -47,9 +48,34 @@ if TYPE_CHECKING:
     from ._core.hooks import Dispatch, Responses
     from ._core.signal import Signal
 
-__all__ = ["Capture", "SentSignal", "capture", "mute"]
+__all__ = ["Capture", "ReceiverCall", "SentSignal", "capture", "mute"]
 
 _NOT_GIVEN: Any = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiverCall:
+    """One receiver call of a recorded send, in the order the calls started.
+
+    Attributes:
+        receiver: the receiver called.
+        result: what it returned (``None`` if it raised or had not finished).
+        error: the exception it raised, else ``None``. Under ``asend``, the
+            receivers still running when another one raised are cancelled:
+            their error is the cancellation (``asyncio.CancelledError`` or
+            ``trio.Cancelled``).
+        finished: ``False`` if it was still running when the send ended (a
+            synchronous receiver that a cancelled ``asend`` had started in
+            its worker thread, which cannot be interrupted).
+
+    .. versionadded:: 0.1
+
+    """
+
+    receiver: Any
+    result: Any = None
+    error: BaseException | None = None
+    finished: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +88,13 @@ class SentSignal:
         kwargs: the named arguments (without ``signal``/``sender``).
         responses: ``[(receiver, response)]`` as the send returned them;
             empty if it raised.
-        error: the exception the send raised (``send`` only), else ``None``.
+        error: the exception the send raised (``send``/``asend`` only; a
+            receiver's, or the ``SendArgumentsError`` of a send refused by
+            ``TypedSignal(validate=True)``), else ``None``.
         robust: made with ``send_robust``/``asend_robust``.
         is_async: made with ``asend``/``asend_robust``.
+        calls: every receiver call, as :class:`ReceiverCall`, in the order
+            they started (concurrent ``asend`` receivers: as they started).
 
     .. versionadded:: 0.1
 
@@ -77,23 +107,65 @@ class SentSignal:
     error: BaseException | None = None
     robust: bool = False
     is_async: bool = False
+    calls: tuple[ReceiverCall, ...] = ()
 
     @property
     def receivers(self) -> list[Any]:
-        """The receivers that ran, in order."""
+        """The receivers that ran, in order.
+
+        For a send that returned, in the order of ``responses``; for one
+        that raised, in the order they started, the one that raised
+        included (see ``raised_by``).
+        """
+        if self.error is not None:
+            return [call.receiver for call in self.calls]
         return [receiver for receiver, _ in self.responses]
 
     @property
     def results(self) -> list[Any]:
-        """What each receiver returned (or, for robust sends, raised)."""
+        """What each receiver returned (or, for robust sends, raised).
+
+        For a send that raised: for each receiver in ``receivers``, what it
+        returned, or the exception it raised.
+        """
+        if self.error is not None:
+            return [call.result if call.error is None else call.error for call in self.calls]
         return [response for _, response in self.responses]
 
+    @property
+    def raised_by(self) -> Any:
+        """The receiver whose exception the send raised, or ``None``.
+
+        ``None`` also when the error did not come from a receiver (a send
+        refused by validation, or an interceptor's error).
+        """
+        error = self.error
+        if error is None:
+            return None
+        return next((call.receiver for call in self.calls if call.error is error), None)
+
     def describe(self) -> str:
-        """One line: the signal, sender, arguments and the receivers that ran."""
-        ran = ", ".join(_name(r) for r in self.receivers) or "no receivers ran"
+        """One line: the signal, sender, arguments and the receivers that ran, and what raised."""
         if self.error is not None:
+            items = [_describe_call(call) for call in self.calls]
+        else:
+            raised = {id(call.error) for call in self.calls if call.error is not None}
+            items = [
+                f"{_name(receiver)} raised {result!r}"
+                if isinstance(result, BaseException) and id(result) in raised
+                else _name(receiver)
+                for receiver, result in self.responses
+            ]
+        ran = ", ".join(items) or "no receivers ran"
+        if self.error is not None and self.raised_by is None:
             ran += f"; raised {self.error!r}"
         return f"{_signal_name(self.signal)}: {_call_args(self.sender, self.kwargs)} ({ran})"
+
+
+def _describe_call(call: ReceiverCall) -> str:
+    if call.error is not None:
+        return f"{_name(call.receiver)} raised {call.error!r}"
+    return _name(call.receiver) if call.finished else f"{_name(call.receiver)} (still running)"
 
 
 def _name(obj: object) -> str:
@@ -110,19 +182,108 @@ def _call_args(sender: Any, kwargs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+class _Run:
+    """One receiver call while it happens (a :class:`ReceiverCall` once the send ends)."""
+
+    __slots__ = ("error", "finished", "receiver", "result")
+
+    def __init__(self, receiver: Any) -> None:
+        self.receiver = receiver
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+
+# The send being recorded in this context: its Dispatch and the call lists of
+# the captures recording it (several captures may watch one send). Worker
+# threads and tasks of the send copy the context, so their calls land here;
+# a send of another signal, captured or not, never matches the Dispatch.
+_recording: contextvars.ContextVar[tuple[Dispatch, tuple[list[_Run], ...]] | None] = contextvars.ContextVar(
+    "tocsin_capture", default=None
+)
+
+
+class _CallRecorder:
+    """The receiver observer (see ``_hooks.add_receiver_observer``) of every open capture."""
+
+    def _start(self, signal: Signal, receiver: Any) -> _Run | None:
+        current = _recording.get()
+        if current is None or current[0].signal is not signal:
+            return None
+        run = _Run(receiver)
+        for calls in current[1]:
+            calls.append(run)
+        return run
+
+    def call(self, signal: Signal, receiver: Any, call: Callable[[], Any]) -> Any:
+        run = self._start(signal, receiver)
+        if run is None:
+            return call()
+        try:
+            run.result = call()
+        except BaseException as exc:
+            run.error = exc
+            raise
+        finally:
+            run.finished = True
+        return run.result
+
+    async def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+        run = self._start(signal, receiver)
+        if run is None:
+            return await call()
+        try:
+            run.result = await call()
+        except BaseException as exc:
+            run.error = exc
+            raise
+        finally:
+            run.finished = True
+        return run.result
+
+
+_call_recorder = _CallRecorder()
+_observer_lock = threading.Lock()
+_observer_users = 0
+_remove_observer: Callable[[], None] | None = None
+
+
+def _use_call_recorder(delta: int) -> None:
+    """Install the receiver observer with the first open capture, remove it with the last."""
+    global _observer_users, _remove_observer  # noqa: PLW0603 - guarded by _observer_lock
+    with _observer_lock:
+        _observer_users += delta
+        if delta > 0 and _observer_users == 1:
+            _remove_observer = add_receiver_observer(_call_recorder)
+        elif delta < 0 and _observer_users == 0 and _remove_observer is not None:
+            _remove_observer()
+            _remove_observer = None
+
+
 class _Recorder:
-    """The interceptor behind :class:`Capture`."""
+    """The interceptor behind :class:`Capture`.
+
+    It records each send when it ends; the receiver observer above tells it
+    which receivers ran, so a send that raised still says so. On a signal it
+    runs before the signal's other interceptors, so it also sees a send that
+    ``TypedSignal(validate=True)`` refuses.
+    """
 
     __slots__ = ("capture",)
 
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
 
-    def _wanted(self, dispatch: Dispatch) -> bool:
-        signals = self.capture.signals
-        return not signals or any(s is dispatch.signal for s in signals)
+    def _begin(self, dispatch: Dispatch) -> tuple[list[_Run], contextvars.Token[Any]]:
+        calls: list[_Run] = []
+        current = _recording.get()
+        if current is not None and current[0] is dispatch:  # another capture of this send
+            return calls, _recording.set((dispatch, (*current[1], calls)))
+        return calls, _recording.set((dispatch, (calls,)))
 
-    def _record(self, dispatch: Dispatch, responses: Responses, error: BaseException | None) -> None:
+    def _record(
+        self, dispatch: Dispatch, responses: Responses, error: BaseException | None, runs: list[_Run]
+    ) -> None:
         # A send held by Signal.paused() returns [] now and is recorded when
         # it is delivered; recording it twice would count it twice.
         if type(responses) is Held:
@@ -135,30 +296,33 @@ class _Recorder:
             error,
             dispatch.robust,
             dispatch.is_async,
+            tuple(ReceiverCall(r.receiver, r.result, r.error, r.finished) for r in runs),
         )
         with self.capture._lock:  # noqa: SLF001 - the capture's own recorder
             self.capture.sent.append(entry)
 
     def send(self, dispatch: Dispatch, proceed: Callable[[], Responses]) -> Responses:
-        if not self._wanted(dispatch):
-            return proceed()
+        runs, token = self._begin(dispatch)
         try:
             responses = proceed()
         except BaseException as exc:
-            self._record(dispatch, [], exc)
+            self._record(dispatch, [], exc, runs)
             raise
-        self._record(dispatch, responses, None)
+        finally:
+            _recording.reset(token)
+        self._record(dispatch, responses, None, runs)
         return responses
 
     async def asend(self, dispatch: Dispatch, proceed: Callable[[], Awaitable[Responses]]) -> Responses:
-        if not self._wanted(dispatch):
-            return await proceed()
+        runs, token = self._begin(dispatch)
         try:
             responses = await proceed()
         except BaseException as exc:
-            self._record(dispatch, [], exc)
+            self._record(dispatch, [], exc, runs)
             raise
-        self._record(dispatch, responses, None)
+        finally:
+            _recording.reset(token)
+        self._record(dispatch, responses, None, runs)
         return responses
 
 
@@ -194,9 +358,11 @@ class Capture:
         return iter(list(self.sent))
 
     def __enter__(self) -> Capture:  # noqa: PYI034 - final in practice
+        _use_call_recorder(+1)
         recorder = _Recorder(self)
         if self.signals:
-            self._removers = [s.add_interceptor(recorder) for s in self.signals]
+            # Outermost: before a validator that may refuse the send.
+            self._removers = [s.add_interceptor(recorder, outermost=True) for s in self.signals]
         else:
             self._removers = [add_global_interceptor(recorder)]
         return self
@@ -207,9 +373,11 @@ class Capture:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for remove in self._removers:
+        removers, self._removers = self._removers, []
+        for remove in removers:
             remove()
-        self._removers = []
+        if removers:
+            _use_call_recorder(-1)
 
     def clear(self) -> None:
         """Forget the sends recorded so far."""

@@ -78,15 +78,21 @@ class Dispatching(Routing):
             raise SendArgumentsError(msg)
         del named
 
-    def add_interceptor(self, interceptor: _hooks.Interceptor) -> Callable[[], None]:
+    def add_interceptor(
+        self, interceptor: _hooks.Interceptor, *, outermost: bool = False
+    ) -> Callable[[], None]:
         """Install *interceptor* on this signal; return a function removing it.
 
         Interceptors see every send of this signal (see ``tocsin._hooks``);
         the testing, mute, pause and tracing tools are built on them. While
-        none is installed, sending costs nothing extra.
+        none is installed, sending costs nothing extra. They run in the
+        order installed, after the global ones; ``outermost=True`` puts this
+        one before the signal's others (``capture()`` sees sends that a
+        ``TypedSignal``'s validator refuses).
         """
         with self._locked():
-            self._own_interceptors = (*self._own_interceptors, interceptor)
+            own = self._own_interceptors
+            self._own_interceptors = (interceptor, *own) if outermost else (*own, interceptor)
         self._refresh_interceptors()
 
         def remove() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .plans import _EMPTY_ROUTES
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
     from .delivery import DeferredCall
     from .signal import Signal
 
-__all__ = ["Dispatch", "Interceptor", "add_global_interceptor", "live_signals"]
+__all__ = [
+    "Dispatch",
+    "Interceptor",
+    "add_global_interceptor",
+    "add_receiver_observer",
+    "live_signals",
+]
 
 Responses = list[tuple[Any, Any]]
 
@@ -120,14 +127,18 @@ def global_interceptors() -> tuple[Interceptor, ...]:
     return _global
 
 
-class ReceiverObserver(Protocol):
-    """Wraps each receiver call of an intercepted send (see ``receiver_observer``)."""
+class CallObserver(Protocol):
+    """Wraps each receiver call of an intercepted send (see ``add_receiver_observer``)."""
 
     def call(self, signal: Signal, receiver: Any, call: Callable[[], Any]) -> Any:
         """Run ``call()`` (the receiver) and return or raise what it does."""
 
     def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
         """Await ``call()`` (an async receiver) and return or raise what it does."""
+
+
+class ReceiverObserver(CallObserver, Protocol):
+    """A :class:`CallObserver` that also follows ``via=`` receivers' later runs (tracing)."""
 
     def origin(self) -> object | None:
         """Return what a ``via=`` receiver's later run should be tied to (the send), or None."""
@@ -140,16 +151,76 @@ class ReceiverObserver(Protocol):
         """
 
 
-# Per-receiver observation (tracing) for the delivery loops of the slow path.
-# Only the slow path reads it, and the tracer installs a global interceptor
-# while it is set, so sends never look at it while nothing is observing.
+class _Chain:
+    """Several observers as one: each call runs inside every observer, first one outermost."""
+
+    __slots__ = ("observers", "primary")
+
+    def __init__(self, primary: ReceiverObserver | None, others: tuple[CallObserver, ...]) -> None:
+        self.primary = primary
+        self.observers = others if primary is None else (primary, *others)
+
+    def call(self, signal: Signal, receiver: Any, call: Callable[[], Any]) -> Any:
+        for observer in reversed(self.observers):
+            call = partial(observer.call, signal, receiver, call)
+        return call()
+
+    async def acall(self, signal: Signal, receiver: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+        for observer in reversed(self.observers):
+            call = partial(observer.acall, signal, receiver, call)
+        return await call()
+
+    def origin(self) -> object | None:
+        return None if self.primary is None else self.primary.origin()
+
+    def call_deferred(self, origin: object, call: DeferredCall) -> Any:
+        if self.primary is None:  # tracing stopped since the send: run it unobserved
+            return call._run()  # noqa: SLF001 - the observer protocol's own entry point
+        return self.primary.call_deferred(origin, call)
+
+
+# Per-receiver observation for the delivery loops of the slow path: tracing's
+# observer (set_receiver_observer), plus those added by add_receiver_observer
+# (capture), combined. Only the slow path reads it, and whoever installs an
+# observer also installs interceptors for the signals it watches, so sends
+# never look at it while nothing is observing.
 receiver_observer: ReceiverObserver | None = None
+_primary: ReceiverObserver | None = None
+_others: tuple[CallObserver, ...] = ()
+
+
+def _publish_observers() -> None:
+    """Combine the observers into ``receiver_observer``. ``_lock`` held."""
+    global receiver_observer  # noqa: PLW0603 - read lock-free by _deliver
+    receiver_observer = _primary if not _others else _Chain(_primary, _others)
 
 
 def set_receiver_observer(observer: ReceiverObserver | None) -> None:
-    """Install (or with ``None`` remove) the one receiver observer."""
-    global receiver_observer  # noqa: PLW0603 - read lock-free by _deliver
-    receiver_observer = observer
+    """Install (or with ``None`` remove) the tracing observer, which also follows ``via=`` runs."""
+    global _primary  # noqa: PLW0603 - module-level registry, guarded by _lock
+    with _lock:
+        _primary = observer
+        _publish_observers()
+
+
+def add_receiver_observer(observer: CallObserver) -> Callable[[], None]:
+    """Add an observer of receiver calls alongside tracing's; return a function removing it.
+
+    Only its ``call``/``acall`` are used: the later runs of ``via=``
+    receivers are tracing's alone. The remover is idempotent.
+    """
+    global _others  # noqa: PLW0603 - module-level registry, guarded by _lock
+    with _lock:
+        _others = (*_others, observer)
+        _publish_observers()
+
+    def remove() -> None:
+        global _others  # noqa: PLW0603
+        with _lock:
+            _others = tuple(o for o in _others if o is not observer)
+            _publish_observers()
+
+    return remove
 
 
 # ---- extension points for tools and integrations ----------------------------

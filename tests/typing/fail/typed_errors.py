@@ -41,3 +41,20 @@ def no_sender(*, order: Order, total: Decimal) -> None:
 
 
 order_placed.connect(no_sender)  # E: Argument 1 to "connect" of "TypedSignal" has incompatible type
+
+
+# Not decorated: a function decorated by a failed connect() takes connect()'s return type.
+def wrong_order_type(sender: object, *, order: int, **kwargs: Any) -> None:
+    pass
+
+
+def misspelled_order(sender: object, *, ordr: Order, **kwargs: Any) -> None:
+    pass
+
+
+with order_placed.connected_to(wrong_order_type):  # E: Argument 1 to "connected_to" of "TypedSignal"
+    pass
+with order_placed.connected_to(misspelled_order, sender=Order, local=True):  # E: Argument 1 to "connected_to"
+    pass
+with order_placed.connected_to(no_sender):  # E: Argument 1 to "connected_to" of "TypedSignal"
+    pass

@@ -44,6 +44,12 @@ async def notify_async(sender: object, *, order: Order, **kwargs: Any) -> None:
     await order_placed.asend(Order, order=order, total=Decimal(2))
 
 
+with order_placed.connected_to(email):
+    order_placed.send(Order, order=Order(), total=Decimal(3))
+with order_placed.connected_to(by_hand, sender=Order, local=True, priority=1) as scoped:
+    scoped(Order, order=Order(), total=Decimal(3))
+
+
 def spec(*, count: int) -> None: ...
 
 

@@ -67,7 +67,7 @@ class TestObserve:
             assert sig.send(sender="s", x=1) == [(ok, "ok")]
         assert rec.kinds() == ["send_started", "receiver_started", "receiver_finished", "send_finished"]
         send: SendEvent = rec.calls[0][1]
-        assert (send.signal, send.sender, send.named, send.label) == (sig, "s", {"x": 1}, "ping")
+        assert (send.signal, send.sender, send.kwargs, send.label) == (sig, "s", {"x": 1}, "ping")
         assert not send.robust
         assert not send.is_async
         assert send.duration is not None
@@ -344,7 +344,7 @@ class TestTrace:
         records = [r for r in caplog.records if r.name == "tocsin.trace"]
         assert all(r.levelno == logging.DEBUG for r in records)
         messages = [r.getMessage() for r in records]
-        assert messages[0] == "send_robust order_placed sender=None named=['order']"
+        assert messages[0] == "send_robust order_placed sender=None kwargs=['order']"
         assert re.fullmatch(r"  \S+test_trace\.ok \d+\.\d{3} ms ok", messages[1])
         assert re.fullmatch(r"  \S+test_trace\.boom \d+\.\d{3} ms raised ValueError: boom", messages[2])
         assert messages[3].startswith("done order_placed: 2 receivers in ")

@@ -13,7 +13,7 @@ Example::
     >>> from tocsin.lowlevel import Dispatch
     >>> class Logged:
     ...     def send(self, dispatch: Dispatch, proceed):
-    ...         print("sending", dispatch.signal.name, dispatch.named)
+    ...         print("sending", dispatch.signal.name, dispatch.kwargs)
     ...         return proceed()
     ...     async def asend(self, dispatch: Dispatch, proceed):
     ...         return await proceed()

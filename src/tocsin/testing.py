@@ -291,7 +291,7 @@ class _Recorder:
         entry = SentSignal(
             dispatch.signal,
             dispatch.sender,
-            dict(dispatch.named),
+            dict(dispatch.kwargs),
             list(responses),
             error,
             dispatch.robust,

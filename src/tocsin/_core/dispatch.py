@@ -128,7 +128,7 @@ class Dispatching(Routing):
         self, interceptors: tuple[_hooks.Interceptor, ...], index: int, dispatch: _hooks.Dispatch
     ) -> list[tuple[Any, Any]]:
         if index == len(interceptors):
-            return self._deliver(dispatch.sender, dispatch.named, robust=dispatch.robust)
+            return self._deliver(dispatch.sender, dispatch.kwargs, robust=dispatch.robust)
         return interceptors[index].send(
             dispatch, lambda: self._intercepted(interceptors, index + 1, dispatch)
         )
@@ -242,7 +242,7 @@ class Dispatching(Routing):
         async def proceed(index: int) -> list[tuple[Any, Any]]:
             if index == len(interceptors):
                 return await _async.asend(
-                    cast("Signal", self), dispatch.sender, dispatch.named, robust=dispatch.robust
+                    cast("Signal", self), dispatch.sender, dispatch.kwargs, robust=dispatch.robust
                 )
             return await interceptors[index].asend(dispatch, lambda: proceed(index + 1))
 

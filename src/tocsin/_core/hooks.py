@@ -48,24 +48,25 @@ class Dispatch:
     Attributes:
         signal: the signal being sent.
         sender: the sender.
-        named: the named arguments (a dict the interceptor must not mutate).
+        kwargs: the named arguments (a dict the interceptor must not mutate),
+            as ``DeferredCall.kwargs`` and ``HeldSend.kwargs`` name them.
         robust: True for ``send_robust``/``asend_robust``.
         is_async: True for ``asend``/``asend_robust``.
     """
 
-    __slots__ = ("is_async", "named", "robust", "sender", "signal")
+    __slots__ = ("is_async", "kwargs", "robust", "sender", "signal")
 
     def __init__(
-        self, signal: Signal, sender: Any, named: dict[str, Any], *, robust: bool, is_async: bool
+        self, signal: Signal, sender: Any, kwargs: dict[str, Any], *, robust: bool, is_async: bool
     ) -> None:
         self.signal = signal
         self.sender = sender
-        self.named = named
+        self.kwargs = kwargs
         self.robust = robust
         self.is_async = is_async
 
     def __repr__(self) -> str:
-        return f"<Dispatch {self.signal!r} sender={self.sender!r} named={self.named!r}>"
+        return f"<Dispatch {self.signal!r} sender={self.sender!r} kwargs={self.kwargs!r}>"
 
 
 class Interceptor(Protocol):

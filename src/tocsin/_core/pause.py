@@ -110,7 +110,7 @@ class _State:
         self.remove: Callable[[], None] = lambda: None
 
     def hold(self, dispatch: Dispatch) -> bool:
-        held = HeldSend(dispatch.sender, dict(dispatch.named), dispatch.robust, dispatch.is_async)
+        held = HeldSend(dispatch.sender, dict(dispatch.kwargs), dispatch.robust, dispatch.is_async)
         with _lock:
             if not self.frames:  # the last block just closed
                 return False

@@ -52,7 +52,7 @@ class SendEvent:
     Attributes:
         signal: the signal sent.
         sender: the sender.
-        named: the named arguments (do not mutate).
+        kwargs: the named arguments (do not mutate).
         robust: True for ``send_robust``/``asend_robust``.
         is_async: True for ``asend``/``asend_robust``.
         parent: the send whose receiver made this send, or ``None``.
@@ -77,7 +77,7 @@ class SendEvent:
         "error",
         "extra",
         "is_async",
-        "named",
+        "kwargs",
         "parent",
         "receivers",
         "responses",
@@ -91,7 +91,7 @@ class SendEvent:
     def __init__(self, dispatch: _hooks.Dispatch, parent: SendEvent | None) -> None:
         self.signal: Signal = dispatch.signal
         self.sender = dispatch.sender
-        self.named = dispatch.named
+        self.kwargs = dispatch.kwargs
         self.robust = dispatch.robust
         self.is_async = dispatch.is_async
         self.parent = parent

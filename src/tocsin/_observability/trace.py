@@ -79,12 +79,12 @@ class Trace(Observer):
             kind = ("asend" if event.is_async else "send") + ("_robust" if event.robust else "")
             self.log.log(
                 self.level,
-                "%s%s %s sender=%s named=%s",
+                "%s%s %s sender=%s kwargs=%s",
                 "  " * event.depth,
                 kind,
                 event.label,
                 _sender_label(event.sender),
-                sorted(event.named),
+                sorted(event.kwargs),
             )
 
     def receiver_finished(self, event: ReceiverEvent) -> None:

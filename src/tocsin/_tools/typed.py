@@ -176,7 +176,7 @@ class _Validator:
     def check(self, dispatch: Dispatch) -> None:
         name = dispatch.signal.name or repr(dispatch.signal)
         try:
-            self.signature.bind(**dispatch.named)
+            self.signature.bind(**dispatch.kwargs)
         except TypeError as exc:
             names = ", ".join(self.signature.parameters)
             msg = f"{name}.send() arguments do not match its spec ({names}): {exc}."
@@ -184,7 +184,7 @@ class _Validator:
         hints = self._hints
         if hints is None:
             hints = self._resolve(name)
-        for key, value in dispatch.named.items():
+        for key, value in dispatch.kwargs.items():
             expected = hints.get(key)
             if expected is not None and not isinstance(value, expected[0]):
                 msg = (

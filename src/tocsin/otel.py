@@ -38,7 +38,7 @@ _INSTRUMENTATION = "tocsin"
 
 
 def _sender_attribute(sender: object) -> str:
-    return _trace._sender_label(sender)  # noqa: SLF001 - shared formatting
+    return _trace.sender_label(sender)
 
 
 class SpanObserver(Observer):

@@ -14,7 +14,7 @@ from tocsin._core import receivers as _receivers
 from tocsin._core.signal import Signal
 
 from .observe import signal_label
-from .trace import _sender_label
+from .trace import sender_label
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -129,7 +129,7 @@ def _delivery(connection: Connection) -> str:
 
 
 def _sender(connection: Connection) -> str:
-    return "any" if connection.sender is None else _sender_label(connection.sender)
+    return "any" if connection.sender is None else sender_label(connection.sender)
 
 
 def _receiver_name(connection: Connection) -> str:
@@ -144,7 +144,7 @@ def _as_dict(info: SignalInfo) -> dict[str, Any]:
             {
                 "receiver": _receiver_name(c),
                 "where": _where(c.where),
-                "sender": None if c.sender is None else _sender_label(c.sender),
+                "sender": None if c.sender is None else sender_label(c.sender),
                 "weak": c.weak,
                 "priority": c.priority,
                 "dispatch_uid": None if c.dispatch_uid is None else repr(c.dispatch_uid),
@@ -201,7 +201,7 @@ def _nodes(
             rid = receivers.setdefault(_receiver_name(c), f"rcv{len(receivers)}")
             label = None
             if c.sender is not None:
-                sname = _sender_label(c.sender)
+                sname = sender_label(c.sender)
                 sid = senders.setdefault(sname, f"snd{len(senders)}")
                 if (sid, sig, None) not in edges:
                     edges.append((sid, sig, None))

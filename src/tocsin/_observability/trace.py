@@ -26,7 +26,7 @@ from .observe import Observer, ReceiverEvent, SendEvent, observe
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Trace", "format_timeline", "trace"]
+__all__ = ["Trace", "format_timeline", "sender_label", "trace"]
 
 trace_logger = logging.getLogger("tocsin.trace")
 _MAX_REPR = 80  # characters of a sender repr in a log line
@@ -36,7 +36,8 @@ def _ms(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds * 1000:.3f} ms"
 
 
-def _sender_label(sender: object) -> str:
+def sender_label(sender: object) -> str:
+    """A short, readable label for *sender* in logs, timelines and spans."""
     if sender is None:
         return "None"
     if isinstance(sender, type):
@@ -83,7 +84,7 @@ class Trace(Observer):
                 "  " * event.depth,
                 kind,
                 event.label,
-                _sender_label(event.sender),
+                sender_label(event.sender),
                 sorted(event.kwargs),
             )
 
@@ -160,7 +161,7 @@ def _send_lines(send: SendEvent, origin: float, children: dict[int, list[SendEve
     outcome = "" if send.error is None else f"  raised {_error_label(send.error)}"
     yield (
         f"{(send.start - origin) * 1000:10.3f} ms  {indent}{kind} {send.label} "
-        f"sender={_sender_label(send.sender)} ({_ms(send.duration)}){thread}{outcome}"
+        f"sender={sender_label(send.sender)} ({_ms(send.duration)}){thread}{outcome}"
     )
     nested = children.get(id(send), [])
     for event in send.receivers:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.orm.interfaces import MANYTOONE
 
+from tocsin._core import hooks
 from tocsin.exceptions import InvalidArgumentError
 
 from ._models import (
@@ -123,7 +124,7 @@ def _send_pre_save_new(session: Session, state: _FlushState, quiet: dict[type[An
         cls = type(obj)
         is_quiet = quiet.get(cls)
         if is_quiet is None:
-            is_quiet = quiet[cls] = pre_save._is_quiet(cls)  # noqa: SLF001 - same package
+            is_quiet = quiet[cls] = hooks.is_quiet(pre_save, cls)
         if is_quiet or id(obj) in state.pre_saved:
             continue
         config = session_config(session, inspect(obj).mapper)
@@ -145,7 +146,7 @@ def _send_pre_save_dirty(session: Session, state: _FlushState, quiet: dict[type[
         cls = type(obj)
         is_quiet = quiet.get(cls)
         if is_quiet is None:
-            is_quiet = quiet[cls] = pre_save._is_quiet(cls)  # noqa: SLF001
+            is_quiet = quiet[cls] = hooks.is_quiet(pre_save, cls)
         if is_quiet:
             continue
         mapper = inspect(obj).mapper
@@ -250,7 +251,7 @@ def _send_m2m_change(
     secondary = prop.secondary
     if not (history.added or history.deleted) or not isinstance(secondary, Table):
         return False
-    if m2m_changed._is_quiet(secondary):  # noqa: SLF001 - same package; counts interceptors too
+    if hooks.is_quiet(m2m_changed, secondary):
         return False
     if _pk(obj) is None:
         raise _unsaved(prop, obj, "instance")
@@ -291,7 +292,7 @@ def _running(target: InstanceState[Any]) -> _FlushState | None:
 
 
 def on_before_update(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
-    if post_save._is_quiet(target.class_):  # noqa: SLF001 - same package
+    if hooks.is_quiet(post_save, target.class_):
         return
     state = _running(target)
     if state is not None:
@@ -301,7 +302,7 @@ def on_before_update(mapper: Mapper[Any], connection: Connection, target: Instan
 
 
 def on_after_insert(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
-    if post_save._is_quiet(target.class_):  # noqa: SLF001
+    if hooks.is_quiet(post_save, target.class_):
         return
     state = _running(target)
     if state is not None:
@@ -309,7 +310,7 @@ def on_after_insert(mapper: Mapper[Any], connection: Connection, target: Instanc
 
 
 def on_after_update(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
-    if post_save._is_quiet(target.class_):  # noqa: SLF001
+    if hooks.is_quiet(post_save, target.class_):
         return
     state = _running(target)
     obj = target.obj()
@@ -319,7 +320,7 @@ def on_after_update(mapper: Mapper[Any], connection: Connection, target: Instanc
 
 
 def on_after_delete(mapper: Mapper[Any], connection: Connection, target: InstanceState[Any]) -> None:
-    if post_delete._is_quiet(target.class_):  # noqa: SLF001
+    if hooks.is_quiet(post_delete, target.class_):
         return
     state = _running(target)
     if state is not None:

@@ -43,9 +43,17 @@ class AddressReuse:
 
     def reuse(self, dead_id: int) -> Any:
         """A new object at *dead_id*, the address of an object made by :meth:`new` that died."""
-        for _ in range(TRIES):
-            obj = self.make()
+        # Nothing but the candidates may be allocated in the dead block's size
+        # class while this runs: a `for ... in range()` iterator (48 bytes,
+        # the size class of a small instance on 3.12) took the dead block for
+        # the whole loop whenever it was the first free one. A while loop
+        # allocates only ints (another size class) besides the candidates.
+        make, keep = self.make, self.keep
+        tries = 0
+        while tries < TRIES:
+            obj = make()
             if id(obj) == dead_id:
                 return obj
-            self.keep.append(obj)
+            keep.append(obj)
+            tries += 1
         pytest.fail(f"no new object reused the dead one's address after {TRIES} allocations")

@@ -204,7 +204,7 @@ class Later:
                 f"to load it in the worker: Jobs(..., sessions=sessionmaker(engine)), or Jobs(engine)."
             )
             raise PayloadError(msg, "?")
-        now = time.time()
+        now = self.jobs.clock()
         return NewJob(
             id=new_job_id(),
             receiver=receiver,  # type: ignore[arg-type] - checked above

@@ -28,6 +28,7 @@ job, so a relay that hands committed jobs to another queue (Celery, with
 from __future__ import annotations
 
 __all__ = [
+    "ANY_DUE",
     "CLAIM",
     "CLAIM_POSTGRESQL",
     "COLUMNS",
@@ -95,6 +96,8 @@ _CLAIM = (
     "WHERE id IN (SELECT id FROM {t} WHERE run_at <= :now ORDER BY run_at LIMIT :limit%s) "
     "RETURNING " + COLUMNS
 )
+#: Whether any job is due: a read, so an idle SQLite worker never takes the write lock.
+ANY_DUE = "SELECT 1 FROM {t} WHERE run_at <= :now LIMIT 1"
 #: SQLite: the statement is atomic (one writer at a time); RETURNING needs 3.35.
 CLAIM = _CLAIM % ""
 #: PostgreSQL: concurrent claimers skip each other's rows instead of waiting.

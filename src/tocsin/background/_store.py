@@ -344,6 +344,10 @@ class SQLiteStore(Store):
         self, outcomes: Sequence[Outcome], *, worker: str, limit: int, now: float, lease: float
     ) -> list[Claimed]:
         conn = self._connection()
+        if not outcomes and (
+            limit <= 0 or conn.execute(self._sql(_sql.ANY_DUE), {"now": now}).fetchone() is None
+        ):
+            return []  # nothing to write: no write lock taken
         with _transaction(conn):
             for statement, params in self._settle_statements(outcomes, worker):
                 conn.execute(statement, params)
@@ -516,6 +520,12 @@ class SQLAlchemyStore(Store):
     ) -> list[Claimed]:
         self.ensure_schema()
         claim = _sql.CLAIM_POSTGRESQL if self.postgresql else _sql.CLAIM
+        if not outcomes and not self.postgresql:  # SQLite: look before taking the write lock
+            if limit <= 0:
+                return []
+            with self.engine.connect() as conn:
+                if conn.execute(self.statement(_sql.ANY_DUE), {"now": now}).first() is None:
+                    return []
         with self.engine.begin() as conn:
             for statement, params in self._settle_statements(outcomes, worker):
                 conn.execute(self._cached(statement), params)

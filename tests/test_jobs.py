@@ -9,7 +9,7 @@ SQLAlchemy transactions: test_jobs_sqlalchemy.py.
 from __future__ import annotations
 
 import asyncio
-import datetime
+import datetime as dt
 import decimal
 import functools
 import threading
@@ -94,12 +94,19 @@ def _jobs(tmp_path: Path) -> Iterator[Jobs]:
     jobs.close()
 
 
+def _closure():
+    def inner(**kwargs):
+        pass
+
+    return inner
+
+
 class TestConnect:
     @pytest.mark.parametrize(
         ("make", "why"),
         [
             (lambda: lambda **kw: None, "it is a lambda"),
-            (lambda: _closure(), "it is defined inside a function"),
+            (_closure, "it is defined inside a function"),
             (lambda: Receivers().bound, "it is a method bound to an instance"),
             (lambda: functools.partial(record, extra=1), "it is not a function"),
         ],
@@ -156,13 +163,6 @@ class TestConnect:
             Jobs("sqlite:///x.db", table="jobs; drop table x")
 
 
-def _closure():
-    def inner(**kwargs):
-        pass
-
-    return inner
-
-
 class TestSendAndRun:
     def test_send_writes_a_job_and_run_pending_runs_it(self, jobs):
         """send() returns a Deferred holding the job id; the receiver gets job= and the arguments."""
@@ -171,7 +171,12 @@ class TestSendAndRun:
         assert receiver is record
         assert isinstance(response, Deferred)
         [job] = jobs.list()
-        assert (job.id, job.state, job.receiver, job.attempts) == (response.handle, "queued", f"{__name__}:record", 0)
+        assert (job.id, job.state, job.receiver, job.attempts) == (
+            response.handle,
+            "queued",
+            f"{__name__}:record",
+            0,
+        )
         assert runs == []
         assert jobs.run_pending() == 1
         [run] = runs
@@ -182,10 +187,10 @@ class TestSendAndRun:
     def test_arguments_round_trip(self, jobs):
         """Tagged types come back as they were sent; a class, if it is a connection's sender."""
         sent = {
-            "when": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
-            "day": datetime.date(2024, 5, 1),
-            "at": datetime.time(8, 15),
-            "span": datetime.timedelta(days=1, seconds=5, microseconds=7),
+            "when": dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc),
+            "day": dt.date(2024, 5, 1),
+            "at": dt.time(8, 15),
+            "span": dt.timedelta(days=1, seconds=5, microseconds=7),
             "price": decimal.Decimal("10.25"),
             "ref": uuid.UUID(int=5),
             "blob": b"\x00\xff",
@@ -293,7 +298,9 @@ class TestFailures:
         work.send("shop", n=1)
         work.send("shop", n=2)
         first = jobs.list()[0]
-        jobs.store.execute(jobs.store._sql("UPDATE {t} SET payload = 'not json' WHERE id = :id"), [{"id": first.id}])
+        jobs.store.execute(
+            jobs.store._sql("UPDATE {t} SET payload = 'not json' WHERE id = :id"), [{"id": first.id}]
+        )
         assert jobs.run_pending() == 2
         assert [run["n"] for run in runs] == [2]
         [dead] = jobs.failed()
@@ -307,7 +314,9 @@ class TestFailures:
         work.connect(record, via=jobs.later(retries=1))
         work.send("shop")
         for attempt in (1, 2):
-            [claimed] = jobs.store.settle_and_claim([], worker=f"dies-{attempt}", limit=1, now=now[0], lease=5)
+            [claimed] = jobs.store.settle_and_claim(
+                [], worker=f"dies-{attempt}", limit=1, now=now[0], lease=5
+            )
             assert claimed.attempts == attempt
             now[0] += 5  # the lease expires: the "worker" never renewed it
         assert jobs.run_pending() == 1
@@ -326,7 +335,9 @@ class TestFailures:
         [first] = jobs.store.settle_and_claim([], worker="a", limit=1, now=now[0], lease=5)
         [second] = jobs.store.settle_and_claim([], worker="b", limit=1, now=now[0] + 6, lease=5)
         assert (first.id, second.attempts) == (second.id, 2)
-        jobs.store.settle_and_claim([Outcome("done", first.id, 1)], worker="a", limit=0, now=now[0] + 7, lease=5)
+        jobs.store.settle_and_claim(
+            [Outcome("done", first.id, 1)], worker="a", limit=0, now=now[0] + 7, lease=5
+        )
         [job] = jobs.list()
         assert (job.state, job.worker, job.attempts) == ("running", "b", 2)
 

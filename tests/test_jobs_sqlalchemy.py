@@ -7,6 +7,7 @@ is skipped: a job table must be shared with a worker).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +21,6 @@ from tocsin.sqlalchemy import use_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from sqlalchemy.engine import Engine
 
@@ -43,7 +43,9 @@ def note(sender, **kwargs):
 
 
 def note_title(sender, instance, **kwargs):
-    seen.append({"title": instance.title, "id": instance.id, "session": kwargs.get("job") and _session_of(instance)})
+    seen.append(
+        {"title": instance.title, "id": instance.id, "session": kwargs.get("job") and _session_of(instance)}
+    )
 
 
 def _session_of(instance: Any) -> Any:
@@ -52,10 +54,15 @@ def _session_of(instance: Any) -> Any:
     return object_session(instance)
 
 
-@pytest.fixture(name="db")
-def _db(engine: Engine) -> Iterator[Engine]:
-    if engine.url.database in (None, "", ":memory:"):
-        pytest.skip("a job table in an in-memory database cannot be shared with a worker")
+@pytest.fixture(name="db", params=["sqlite-file", "postgresql"])
+def _db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file or PostgreSQL (not in-memory SQLite: a job table is shared with workers)."""
+    from sqlalchemy import create_engine
+
+    from conftest import _url_for, nested_sqlite
+
+    urls = _url_for(request.param, request, tmp_path, driver="pysqlite")
+    engine = nested_sqlite(create_engine(next(urls)))
     seen.clear()
     ts.install(Base)
     Base.metadata.create_all(engine)
@@ -65,6 +72,8 @@ def _db(engine: Engine) -> Iterator[Engine]:
             if connection.receiver in (note, note_title, rename):
                 signal.disconnect(connection.receiver, connection.sender)
     Base.metadata.drop_all(engine)
+    engine.dispose()
+    next(urls, None)
 
 
 @pytest.fixture(name="jobs")
@@ -124,7 +133,7 @@ class TestOutbox:
 
 
 class TestSeparateStore:
-    def test_written_after_commit_dropped_by_rollback(self, db, tmp_path: Path):
+    def test_written_after_commit_dropped_by_rollback(self, db, tmp_path):
         """The embedded store beside another database: the job is written by on_commit."""
         jobs = Jobs(f"sqlite:///{tmp_path / 'jobs.db'}")
         try:
@@ -143,7 +152,7 @@ class TestSeparateStore:
         finally:
             jobs.close()
 
-    def test_model_instances_need_sessions(self, db, tmp_path: Path):
+    def test_model_instances_need_sessions(self, db, tmp_path):
         jobs = Jobs(f"sqlite:///{tmp_path / 'jobs.db'}")
         try:
             changed.connect(note, via=jobs.later())
@@ -210,4 +219,3 @@ class TestModels:
 
 def rename(sender, instance, **kwargs):
     instance.title = "renamed"
-

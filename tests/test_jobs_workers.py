@@ -20,11 +20,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import _jobs_app
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+import _jobs_app
 from tocsin.background import Jobs
 from tocsin.sqlalchemy import use_session
 
@@ -149,7 +149,7 @@ def ran(lines: list[str]) -> collections.Counter[int]:
 
 
 def test_sigkill_mid_job_runs_it_again(store, reports, start_worker):
-    """SIGKILL a worker in the middle of a job: it runs again and finishes; nothing else is lost or blocked."""
+    """SIGKILL a worker mid-job: the job runs again and finishes; the others are neither lost nor blocked."""
     url, _jobs, _app = store
     first = start_worker(url, "--lease", "1")
     _jobs_app.work.send("block", n=0)
@@ -220,7 +220,16 @@ def test_worker_refuses_to_start_without_receivers(tmp_path):
     env["PYTHONPATH"] = _pythonpath(env)
     env.pop("TOCSIN_TEST_JOBS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "tocsin", "worker", "--jobs", f"sqlite:///{tmp_path / 'j.db'}", "--import", "_jobs_app"],
+        [
+            sys.executable,
+            "-m",
+            "tocsin",
+            "worker",
+            "--jobs",
+            f"sqlite:///{tmp_path / 'j.db'}",
+            "--import",
+            "_jobs_app",
+        ],
         env=env,
         cwd=TESTS,
         capture_output=True,

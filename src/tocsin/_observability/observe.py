@@ -445,6 +445,13 @@ def _notify_export(observer: Observer, event: SendEvent, carrier: dict[str, str]
         logger.exception("Observer %r failed in export_send", observer)
 
 
+def _notify_import(observer: Observer, event: SendEvent, carrier: dict[str, str]) -> None:
+    try:
+        observer.import_send(event, carrier)
+    except Exception:
+        logger.exception("Observer %r failed in import_send", observer)
+
+
 def remote_send(signal: Any, sender: Any, named: dict[str, Any], carrier: dict[str, str]) -> SendEvent:
     """A stand-in ``SendEvent`` for a send made in another process, to be a deferred run's origin.
 
@@ -457,10 +464,7 @@ def remote_send(signal: Any, sender: Any, named: dict[str, Any], carrier: dict[s
     event.end = event.start
     event.remote = dict(carrier)
     for observer in _hub.observers:
-        try:
-            observer.import_send(event, event.remote)
-        except Exception:
-            logger.exception("Observer %r failed in import_send", observer)
+        _notify_import(observer, event, event.remote)
     return event
 
 

@@ -8,7 +8,8 @@ store's policy::
     jobs = Jobs("sqlite:///jobs.db")  # embedded: a SQLite file, no server, stdlib only
     jobs = Jobs(engine)               # or your SQLAlchemy database (SQLite, PostgreSQL)
 
-    @receiver(post_save, sender=Order, via=jobs.later(retries=5, key=lambda instance, **kw: f"index:{instance.id}"))
+    index_key = lambda instance, **kw: f"index:{instance.id}"
+    @receiver(post_save, sender=Order, via=jobs.later(retries=5, key=index_key))
     def reindex(sender, instance, job, **kwargs): ...
 
 ``send()`` writes a job instead of calling ``reindex`` and returns a

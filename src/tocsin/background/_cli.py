@@ -14,7 +14,7 @@ and changes the table directly.
 from __future__ import annotations
 
 import argparse
-import datetime
+import datetime as dt
 import signal
 import subprocess
 import sys
@@ -145,7 +145,7 @@ def _supervise(args: argparse.Namespace, out: TextIO) -> int:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).isoformat(sep=" ", timespec="seconds")
 
 
 def _write_jobs(jobs: list[Job], out: TextIO, *, errors: bool) -> None:
@@ -172,7 +172,10 @@ def _cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{count} job(s) queued again\n")
         else:
             if not args.ids and not args.all:
-                msg = f"purge deletes jobs for good: name their ids, or pass --all to delete every {args.state} job"
+                msg = (
+                    f"purge deletes jobs for good: name their ids, or pass --all to delete every "
+                    f"{args.state} job"
+                )
                 raise CommandError(msg)
             count = jobs.purge(args.ids or None, state=args.state)
             out.write(f"{count} {args.state} job(s) deleted\n")

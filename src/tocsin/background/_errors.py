@@ -1,4 +1,6 @@
-"""The errors ``tocsin.background`` raises::
+"""The errors ``tocsin.background`` raises.
+
+Their hierarchy::
 
 DispatchError (tocsin.exceptions)
 +-- JobsConfigurationError (DispatchError, ValueError)   Jobs(...) arguments, a bad store

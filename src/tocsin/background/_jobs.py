@@ -19,6 +19,7 @@ Where a job row is written (``Jobs._enqueue``), decided at each send:
 
 from __future__ import annotations
 
+import builtins
 import collections
 import logging
 import sys
@@ -26,12 +27,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import JobsConfigurationError
 from ._policy import KeyFunction, Later
-from ._runner import JobContext, Runner, origin_json
-from ._store import Job, NewJob, SQLAlchemyStore, Store, database_identity, open_store
+from ._runner import JobContext, Runner, origin_json, run_coroutine
+from ._store import Job, NewJob, Outcome, SQLAlchemyStore, Store, database_identity, open_store
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class Jobs:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 msg = f"Jobs({option}=...) must be a positive number of seconds; got {value!r}."
                 raise JobsConfigurationError(msg)
-        if sessions is not None and not callable(sessions):
+        if sessions is not None and not callable(cast("object", sessions)):
             msg = f"sessions= must be a sessionmaker (a callable returning a Session); got {sessions!r}."
             raise JobsConfigurationError(msg)
         self.store: Store = open_store(store, table=table)
@@ -240,15 +241,13 @@ class Jobs:
         runner = self._get_runner()
         claimed = _claimed(job)
         prepared = runner.prepare(claimed)
-        if not hasattr(prepared, "call"):
-            msg = f"eager job {job.id} cannot run: {getattr(prepared, 'error', prepared)}"
+        if isinstance(prepared, Outcome):
+            msg = f"eager job {job.id} cannot run: {prepared.error}"
             raise JobsConfigurationError(msg)
-        with runner._session_scope(prepared):  # type: ignore[union-attr]  # noqa: SLF001
-            result = runner._begin(prepared)()  # type: ignore[arg-type]  # noqa: SLF001
-            if prepared.is_async:  # type: ignore[union-attr]
-                from ._runner import _run_coroutine  # noqa: PLC0415
-
-                _run_coroutine(result)
+        with runner._session_scope(prepared):  # noqa: SLF001 - the runner's steps, without a store
+            result = runner._begin(prepared)()  # noqa: SLF001
+            if prepared.is_async:
+                run_coroutine(result)
         return job.id
 
     def _get_runner(self) -> Runner:
@@ -307,14 +306,14 @@ class Jobs:
 
     # ---- inspecting and replaying ---------------------------------------------------------
 
-    def list(self, state: str | None = None, *, limit: int | None = None) -> list[Job]:
+    def list(self, state: str | None = None, *, limit: int | None = None) -> builtins.list[Job]:
         """The jobs in *state* (``"queued"``, ``"running"``, ``"failed"``; all if ``None``), oldest first."""
         if state not in (None, "queued", "running", "failed"):
             msg = f"state must be 'queued', 'running', 'failed' or None; got {state!r}."
             raise JobsConfigurationError(msg)
         return self.store.list(state, limit)
 
-    def failed(self, *, limit: int | None = None) -> list[Job]:
+    def failed(self, *, limit: int | None = None) -> builtins.list[Job]:
         """The dead letters, oldest first, each with its ``last_error``."""
         return self.store.list("failed", limit)
 

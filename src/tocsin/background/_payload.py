@@ -26,7 +26,7 @@ argument, and nothing is enqueued.
 from __future__ import annotations
 
 import base64
-import datetime
+import datetime as dt
 import decimal
 import json
 import sys
@@ -77,13 +77,13 @@ class _Encoding:
             return {"$tuple": [self.value(item, f"{where}[{index}]") for index, item in enumerate(value)]}
         if kind in (set, frozenset):
             return {f"${kind.__name__}": [self.value(item, f"{where} item") for item in value]}
-        if kind is datetime.datetime:
+        if kind is dt.datetime:
             return {"$datetime": value.isoformat()}
-        if kind is datetime.date:
+        if kind is dt.date:
             return {"$date": value.isoformat()}
-        if kind is datetime.time:
+        if kind is dt.time:
             return {"$time": value.isoformat()}
-        if kind is datetime.timedelta:
+        if kind is dt.timedelta:
             return {"$timedelta": [value.days, value.seconds, value.microseconds]}
         if kind is decimal.Decimal:
             return {"$decimal": str(value)}
@@ -200,12 +200,10 @@ _TAGS: dict[str, Callable[[Any, Resolver], Any]] = {
     "$set": lambda value, r: {_decode(v, r) for v in value},
     "$frozenset": lambda value, r: frozenset(_decode(v, r) for v in value),
     "$dict": lambda value, r: {_decode(k, r): _decode(v, r) for k, v in value},
-    "$datetime": _time_tag(datetime.datetime.fromisoformat),
-    "$date": _time_tag(datetime.date.fromisoformat),
-    "$time": _time_tag(datetime.time.fromisoformat),
-    "$timedelta": lambda value, _r: datetime.timedelta(
-        days=value[0], seconds=value[1], microseconds=value[2]
-    ),
+    "$datetime": _time_tag(dt.datetime.fromisoformat),
+    "$date": _time_tag(dt.date.fromisoformat),
+    "$time": _time_tag(dt.time.fromisoformat),
+    "$timedelta": lambda value, _r: dt.timedelta(days=value[0], seconds=value[1], microseconds=value[2]),
     "$decimal": lambda value, _r: decimal.Decimal(value),
     "$uuid": lambda value, _r: uuid.UUID(value),
     "$bytes": lambda value, _r: base64.b64decode(value),

@@ -11,6 +11,7 @@ argument raises in the caller and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -18,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable
 from types import FunctionType, MethodType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tocsin.exceptions import SendArgumentsError
 
@@ -91,10 +92,8 @@ def signal_name(signal: Any) -> str | None:
         if isinstance(name, str) and name:
             found = f"{module_name or '?'}:{name}"
     if found is not None:
-        try:
+        with contextlib.suppress(TypeError):  # not weakly referenceable: computed each time
             _signal_names[signal] = found
-        except TypeError:  # not weakly referenceable: computed each time
-            pass
     return found
 
 
@@ -148,7 +147,7 @@ class Later:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 msg = f"{option}= must be a number of seconds >= 0; got {value!r}."
                 raise JobsConfigurationError(msg)
-        if key is not None and not isinstance(key, str) and not callable(key):
+        if key is not None and not isinstance(key, str) and not callable(cast("object", key)):
             msg = (
                 f"key= must be a string, or a function of the send's arguments returning one "
                 f"(key=lambda instance, **kw: f'index:{{instance.id}}'); got {key!r}."
@@ -195,8 +194,10 @@ class Later:
         """The job row for *call* (everything that can fail in the caller happens here)."""
         receiver = receiver_name(call.receiver)
         signal = signal_name(call.signal)
-        if receiver is None or signal is None:  # connected before check_receiver existed? be safe
+        if receiver is None or signal is None:  # connected some other way: refuse as connect() would
             self.check_receiver(call.receiver, call.signal)
+            msg = f"{call.receiver!r} or {call.signal!r} has no name a worker can find"
+            raise ReceiverNotNameableError(msg)
         payload, has_models = _payload.encode(call.sender, call.kwargs)
         if has_models and self.jobs.sessions is None:
             msg = (
@@ -207,8 +208,8 @@ class Later:
         now = self.jobs.clock()
         return NewJob(
             id=new_job_id(),
-            receiver=receiver,  # type: ignore[arg-type] - checked above
-            signal=signal,  # type: ignore[arg-type]
+            receiver=receiver,
+            signal=signal,
             payload=payload,
             job_key=self._key(call),
             max_attempts=self.retries + 1,

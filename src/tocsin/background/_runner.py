@@ -41,7 +41,16 @@ from ._store import Claimed, Outcome
 if TYPE_CHECKING:
     from ._jobs import Jobs
 
-__all__ = ["Allowlist", "JobContext", "Prepared", "Runner", "error_text", "retry_delay"]
+__all__ = [
+    "Allowlist",
+    "JobContext",
+    "Prepared",
+    "Runner",
+    "error_text",
+    "origin_json",
+    "retry_delay",
+    "run_coroutine",
+]
 
 logger = logging.getLogger("tocsin.background")
 
@@ -193,7 +202,7 @@ class _Resolver:
         from sqlalchemy.orm import make_transient_to_detached  # noqa: PLC0415
         from sqlalchemy.orm.attributes import set_committed_value  # noqa: PLC0415
 
-        mapper = inspect(cls)
+        mapper: Any = inspect(cls)
         instance = mapper.class_manager.new_instance()
         for key, value in row.items():
             set_committed_value(instance, key, value)
@@ -280,7 +289,7 @@ class Runner:
             with self._session_scope(prepared):
                 result = self._begin(prepared)()
                 if prepared.is_async:
-                    _run_coroutine(result)
+                    run_coroutine(result)
         except Exception as exc:  # noqa: BLE001 - a receiver's failure is the job's outcome
             return self._failed(claimed, exc)
         return Outcome("done", claimed.id, claimed.attempts)
@@ -360,7 +369,7 @@ def _close(session: Any) -> None:
         session.close()
 
 
-def _run_coroutine(awaitable: Any) -> Any:
+def run_coroutine(awaitable: Any) -> Any:
     async def wait() -> Any:
         return await awaitable
 

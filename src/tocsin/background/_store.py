@@ -218,7 +218,8 @@ class Store:
     def list(self, state: str | None = None, limit: int | None = None, ids: Sequence[str] = ()) -> list[Job]:
         """Jobs in *state* (all if ``None``), oldest first; only *ids* if given."""
         sql = self._sql(_sql.LIST)
-        clauses, params = [], {}
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
         if state is not None:
             clauses.append("state = :state")
             params["state"] = state
@@ -447,10 +448,16 @@ class SQLAlchemyStore(Store):
 
         name = engine.dialect.name
         if name not in ("sqlite", "postgresql"):
-            msg = f"Jobs(engine): the job table lives on SQLite or PostgreSQL; got a {name} engine ({engine.url!r})."
+            msg = (
+                f"Jobs(engine): the job table lives on SQLite or PostgreSQL; got a {name} engine "
+                f"({engine.url!r})."
+            )
             raise JobsConfigurationError(msg)
         if name == "sqlite" and sqlite3.sqlite_version_info < _MIN_SQLITE:
-            msg = f"tocsin.background needs SQLite >= 3.35 (UPDATE ... RETURNING); found {sqlite3.sqlite_version}."
+            msg = (
+                f"tocsin.background needs SQLite >= 3.35 (UPDATE ... RETURNING); found "
+                f"{sqlite3.sqlite_version}."
+            )
             raise JobsConfigurationError(msg)
         self.engine = engine
         self.table = table
@@ -586,7 +593,10 @@ def database_identity(url: Any) -> str:
 def check_table(table: str) -> str:
     """Return *table* if it is a plain identifier, else raise."""
     if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
-        msg = f"table= must be a plain SQL identifier (letters, digits, _; at most 51 characters); got {table!r}."
+        msg = (
+            f"table= must be a plain SQL identifier (letters, digits, _; at most 51 characters); "
+            f"got {table!r}."
+        )
         raise JobsConfigurationError(msg)
     return table
 
@@ -609,7 +619,8 @@ def open_store(target: object, *, table: str) -> Store:
     if type(target).__name__ == "AsyncEngine":
         msg = (
             f"Jobs() needs a synchronous Engine; got {target!r}. Pass create_engine() of the same database "
-            "(sends inside an AsyncSession on that database still write the job in the session's transaction)."
+            "(sends inside an AsyncSession on that database still write the job in the session's "
+            "transaction)."
         )
         raise JobsConfigurationError(msg)
     if hasattr(target, "dialect") and hasattr(target, "begin") and hasattr(target, "url"):

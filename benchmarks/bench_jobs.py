@@ -50,7 +50,6 @@ def _connect_from_env() -> None:
     import tocsin
     from tocsin.background import Jobs
 
-    global signal_noop, signal_stamp
     url = os.environ["BENCH_JOBS_URL"]
     jobs = Jobs(url, table=os.environ.get("BENCH_TABLE", "tocsin_jobs"))
     signal_noop.connect(noop, via=jobs.later())
@@ -315,7 +314,8 @@ def main() -> None:
     ours = statistics.median(run_child("tocsin", args.jobs) for _ in range(3))
     huey = statistics.median(run_child("huey", args.jobs) for _ in range(3))
     print(
-        f"no-op jobs, one worker, SQLite: tocsin {ours:,.0f}/s, huey SqliteHuey {huey:,.0f}/s (target >= huey)"
+        f"no-op jobs, one worker, SQLite: tocsin {ours:,.0f}/s, "
+        f"huey SqliteHuey {huey:,.0f}/s (target >= huey)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         p50, p99 = bench_latency(f"sqlite:///{tmp}/jobs.db", f"sqlite:///{tmp}/app.db", args.latency)
@@ -335,7 +335,8 @@ def main() -> None:
         print(f"no-op jobs, 4 worker processes, PostgreSQL: {rate:,.0f}/s (target >= 2,000)")
         p50, p99 = bench_latency(url, url, args.latency, table="bench_latency")
         print(
-            f"COMMIT -> receiver start, PostgreSQL: p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms (targets 5, 50)"
+            f"COMMIT -> receiver start, PostgreSQL: p50 {p50 * 1e3:.2f} ms, "
+            f"p99 {p99 * 1e3:.2f} ms (targets 5, 50)"
         )
     finally:
         server.stop()

@@ -478,6 +478,35 @@ class TestObservability:
         assert event.send.signal is work
 
 
+class TestOpenTelemetry:
+    def test_a_job_run_elsewhere_is_a_child_of_the_send_span(self, jobs):
+        """The send's traceparent travels in the row: the run's span is its child in another process."""
+        pytest.importorskip("opentelemetry.sdk")
+        import tocsin.otel
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        work.connect(record, via=jobs.later())
+        try:
+            with tocsin.otel.instrument(tracer_provider=provider):
+                work.send("shop")
+                jobs._origins.clear()  # as in a worker process: only the row's carrier is left
+                jobs.run_pending()
+            spans = {span.name: span for span in exporter.get_finished_spans()}
+        finally:
+            provider.shutdown()
+        send, run = spans["send work"], spans[f"{__name__}.record"]
+        deferred = [span for span in exporter.get_finished_spans() if span.attributes.get("tocsin.deferred")]
+        assert deferred == [run]
+        assert run.parent is not None
+        assert run.parent.span_id == send.context.span_id
+        assert run.context.trace_id == send.context.trace_id
+
+
 class TestWorker:
     def test_in_process_worker_runs_jobs_as_they_commit(self, jobs):
         work.connect(record, via=jobs.later())

@@ -144,6 +144,7 @@ class Worker:
         finally:
             self.jobs._workers.discard(self)  # noqa: SLF001
             self._stopped.set()
+            self.jobs.store.close_thread()
             for _ in self._threads:
                 self._pending.put(None)
             if self._loop is not None:
@@ -315,6 +316,7 @@ class Worker:
                 self.jobs.store.renew(self.id, self.jobs.clock() + self.jobs.lease)
             except Exception:
                 logger.exception("Worker %s: lease renewal failed", self.id)
+        self.jobs.store.close_thread()
 
     def _listen(self) -> None:
         store = self.jobs.store

@@ -482,10 +482,11 @@ class TestOpenTelemetry:
     def test_a_job_run_elsewhere_is_a_child_of_the_send_span(self, jobs):
         """The send's traceparent travels in the row: the run's span is its child in another process."""
         pytest.importorskip("opentelemetry.sdk")
-        import tocsin.otel
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        import tocsin.otel
 
         exporter = InMemorySpanExporter()
         provider = TracerProvider()

@@ -12,6 +12,8 @@ import asyncio
 import datetime as dt
 import decimal
 import functools
+import subprocess
+import sys
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -541,6 +543,40 @@ class TestWorker:
         stopper.join()
         [left] = jobs.list()
         assert (left.state, left.attempts) == ("queued", 0)
+
+
+class TestWithoutSQLAlchemy:
+    def test_the_embedded_store_needs_nothing(self, tmp_path):
+        """With SQLAlchemy absent: the embedded store works; Jobs(URL) of a server names the extra."""
+        code = f"""
+import sys
+sys.modules["sqlalchemy"] = None  # as if it were not installed
+import tocsin
+from tocsin.background import Jobs
+sig = tocsin.Signal(name="ping")
+ran = []
+def pong(sender, job, **kwargs):
+    ran.append(job.attempt)
+sig.connect(pong, via=(jobs := Jobs({f"sqlite:///{tmp_path / 'j.db'}"!r})).later())
+sig.send("x")
+print(jobs.run_pending(), ran)
+try:
+    Jobs("postgresql://localhost/app")
+except ImportError as exc:
+    print(exc)
+jobs.close()
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "1 [1]",
+            (
+                "Jobs('postgresql://localhost/app') requires SQLAlchemy: pip install 'tocsin[sqlalchemy]' "
+                "(the embedded store, Jobs('sqlite:///jobs.db'), needs nothing)"
+            ),
+        ]
 
 
 class TestCommand:

@@ -385,7 +385,7 @@ def _claimed(job: NewJob) -> Any:
 
 
 def _session_in_use(call: DeferredCall) -> Any:
-    if "sqlalchemy" not in sys.modules:
+    if sys.modules.get("sqlalchemy") is None:  # not in use (or blocked)
         return None
     from tocsin.sqlalchemy._commit import session_in_use  # noqa: PLC0415 - only once SQLAlchemy is in use
 

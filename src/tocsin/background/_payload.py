@@ -134,7 +134,7 @@ class _Encoding:
 
 def _model_state(value: object) -> Any:
     """The SQLAlchemy ``InstanceState`` of a mapped instance, or None (SQLAlchemy not even imported)."""
-    if "sqlalchemy" not in sys.modules:
+    if sys.modules.get("sqlalchemy") is None:  # not in use (or blocked)
         return None
     from sqlalchemy import inspect  # noqa: PLC0415 - only once SQLAlchemy is in use
 

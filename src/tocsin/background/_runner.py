@@ -151,7 +151,7 @@ class Allowlist:
     def find_class(self, name: str) -> type | None:
         """A sender class of an allowed connection, or a mapped SQLAlchemy class, by name."""
         found = self._classes.get(name)
-        if found is None and "sqlalchemy.orm" in sys.modules:
+        if found is None and sys.modules.get("sqlalchemy.orm") is not None:
             found = _mapped_classes().get(name)
         return found
 

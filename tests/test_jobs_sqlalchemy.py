@@ -69,7 +69,7 @@ def _db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     yield engine
     for signal in (changed, ts.post_save, ts.post_delete):
         for connection in signal.connections():
-            if connection.receiver in (note, note_title, rename):
+            if connection.receiver in (note, note_title, rename, explode):
                 signal.disconnect(connection.receiver, connection.sender)
     Base.metadata.drop_all(engine)
     engine.dispose()
@@ -130,6 +130,27 @@ class TestOutbox:
         changed.connect(note, via=jobs.later())
         changed.send("a", n=1)
         assert len(jobs.list()) == 1
+
+
+class TestProtocolOnEachDatabase:
+    def test_keys_retries_dead_letters_retry_purge(self, db, jobs):
+        """The statements of the claim protocol on this database: upsert by key, requeue, dead letter, replay."""
+        changed.connect(note, via=jobs.later(key="k"))
+        changed.connect(explode, via=jobs.later(retries=1, backoff=0))
+        with Session(db) as session, use_session(session):
+            session.begin()
+            changed.send("a", n=1)
+            changed.send("a", n=2)
+            session.commit()
+        assert sorted(job.receiver.rsplit(":", 1)[1] for job in jobs.list()) == ["explode", "explode", "note"]
+        assert jobs.run_pending() == 5  # note once (n=2), explode twice for each of its 2 jobs
+        assert [entry["n"] for entry in seen if "n" in entry and entry.get("kind") != "explode"] == [2]
+        failed = jobs.failed()
+        assert len(failed) == 2
+        assert all("ValueError: boom" in (job.last_error or "") for job in failed)
+        assert jobs.retry([failed[0].id]) == 1
+        assert jobs.purge([failed[1].id]) == 1
+        assert [job.state for job in jobs.list()] == ["queued"]
 
 
 class TestSeparateStore:
@@ -215,6 +236,12 @@ class TestModels:
         assert jobs.list() == []
         with maker() as session:
             assert session.get(Doc, 1).title == "renamed"  # type: ignore[union-attr]
+
+
+def explode(sender, **kwargs):
+    seen.append({"kind": "explode"})
+    msg = "boom"
+    raise ValueError(msg)
 
 
 def rename(sender, instance, **kwargs):

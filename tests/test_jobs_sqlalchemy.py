@@ -134,7 +134,7 @@ class TestOutbox:
 
 class TestProtocolOnEachDatabase:
     def test_keys_retries_dead_letters_retry_purge(self, db, jobs):
-        """The statements of the claim protocol on this database: upsert by key, requeue, dead letter, replay."""
+        """The claim protocol's statements on this database: key upsert, requeue, dead letter, replay."""
         changed.connect(note, via=jobs.later(key="k"))
         changed.connect(explode, via=jobs.later(retries=1, backoff=0))
         with Session(db) as session, use_session(session):

@@ -345,7 +345,11 @@ class Jobs:
         return self.store.purge(list(ids), state)
 
     def close(self) -> None:
-        """Close the store's connections (they reopen if the store is used again)."""
+        """Close the store's connections (they reopen if the store is used again).
+
+        Stop this process's workers first: a connection closed under a
+        running worker would fail its next statement.
+        """
         self.store.close()
 
 

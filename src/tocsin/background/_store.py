@@ -394,9 +394,11 @@ class SQLiteStore(Store):
             return
         local.conn = None
         with self._lock:
-            if conn in self._open:
+            mine = conn in self._open  # else close() has closed it already
+            if mine:
                 self._open.remove(conn)
-        conn.close()
+        if mine:
+            conn.close()
 
     def _forked(self) -> None:
         # The parent's connections must not be used (nor closed) in the child.

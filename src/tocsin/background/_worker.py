@@ -144,6 +144,10 @@ class Worker:
         finally:
             self.jobs._workers.discard(self)  # noqa: SLF001
             self._stopped.set()
+            # When run() returns no thread of this worker uses the store any more
+            # (so the caller may close it): the helpers see _stopped at once.
+            for helper in helpers:
+                helper.join()
             self.jobs.store.close_thread()
             for _ in self._threads:
                 self._pending.put(None)

@@ -61,7 +61,7 @@ class Reports:
                 chunk = os.read(self._fd, 65536)
             except OSError:
                 return
-            if not chunk:
+            if not chunk or chunk.endswith(b"\x00"):  # see close()
                 return
             buffer += chunk
             *complete, buffer = buffer.split(b"\n")
@@ -76,6 +76,9 @@ class Reports:
             return list(self.lines)
 
     def close(self) -> None:
+        # Stop the reader before closing its descriptor (a number the next open may reuse).
+        os.write(self._fd, b"\x00")
+        self._thread.join(10)
         os.close(self._fd)
 
 

@@ -17,7 +17,7 @@ FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/
 	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
-.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy clean
+.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs test-stress clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
@@ -86,6 +86,16 @@ bench: $(STAMP)
 bench-sqlalchemy: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/bench_sqlalchemy.py $(BENCH_ARGS)
+
+# tocsin.background beside a plain INSERT and huey's SqliteHuey (docs/background.md, "Speed").
+bench-jobs: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	$(PY) benchmarks/bench_jobs.py $(BENCH_ARGS)
+
+# The worker stress test at full size: 10,000 jobs across 4 worker processes (the default suite runs 2,000).
+test-stress: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	TOCSIN_STRESS_JOBS=10000 $(PY) -m pytest tests/test_jobs_workers.py -k four_processes $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .venvs build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

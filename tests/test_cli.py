@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tocsin._cli import main
 from tocsin._core import hooks as _hooks
-from tocsin._observability.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "tocsin.exceptions",
     "tocsin.testing",
     "tocsin.sqlalchemy",
+    "tocsin.background",
     "tocsin.asgi",
     "tocsin.wsgi",
     "tocsin.otel",

@@ -6,7 +6,9 @@ receiver starts (a database query, an HTTP call) become children of its
 span. A receiver's exception is recorded on its span (status ERROR), also
 under ``send_robust``; an exception escaping a send marks the send span too.
 A ``via=`` receiver's later run (after commit, in a worker...) gets its own
-span, a child of the send's span, with ``tocsin.deferred`` set.
+span, a child of the send's span, with ``tocsin.deferred`` set; a
+background job run by a worker process too (the send's ``traceparent``
+travels in the job row).
 
 Example::
 
@@ -27,6 +29,7 @@ from ._observability.observe import Observer, ReceiverEvent, SendEvent
 
 try:
     from opentelemetry import context as otel_context
+    from opentelemetry import propagate as otel_propagate
     from opentelemetry import trace as otel_trace
 except ImportError:  # pragma: no cover - exercised without the extra
     msg = "tocsin.otel requires opentelemetry-api: pip install 'tocsin[otel]'"
@@ -117,6 +120,18 @@ class SpanObserver(Observer):
     def deferred_finished(self, event: ReceiverEvent) -> None:
         """End the deferred run's span, recording its exception."""
         self._finish(event.extra, event.error)
+
+    def export_send(self, event: SendEvent, carrier: dict[str, str]) -> None:
+        """Put the send span's context in *carrier* (W3C ``traceparent``), for a run in another process."""
+        span = event.extra.get((self, "span"))
+        if span is not None:
+            otel_propagate.inject(carrier, context=otel_trace.set_span_in_context(span))
+
+    def import_send(self, event: SendEvent, carrier: dict[str, str]) -> None:
+        """Make the remote send's span (from *carrier*) the parent of the deferred run's span."""
+        span = otel_trace.get_current_span(otel_propagate.extract(carrier))
+        if span.get_span_context().is_valid:
+            event.extra[(self, "span")] = span
 
 
 def instrument(tracer_provider: otel_trace.TracerProvider | None = None) -> Any:

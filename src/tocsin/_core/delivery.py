@@ -27,6 +27,13 @@ Contract for policies:
   the send also see each later run, as a deferred receiver event of that
   send.
 * The core imports no policy; integrations provide them.
+* A policy may refuse receivers it cannot deliver: if it has a
+  ``check_receiver(receiver, signal)`` method, ``connect()`` (and
+  ``@receiver``, ``connected_to``, ``ModelSignal.connect`` with a pending
+  sender) calls it before connecting anything; an exception it raises
+  propagates out of ``connect()`` and nothing is connected. A durable
+  policy (``tocsin.background``) uses it to refuse receivers that a worker
+  could not find by name (lambdas, closures, methods of instances).
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import hooks as _hooks
+from .plans import _bad_via
 
-__all__ = ["Deferred", "DeferredCall", "DeliveryPolicy"]
+__all__ = ["Deferred", "DeferredCall", "DeliveryPolicy", "check_policy"]
 
 _T = TypeVar("_T")
 
@@ -111,3 +119,20 @@ class DeliveryPolicy(Protocol):
     # cannot carry this docstring (and on Python 3.10 inspect takes it for an
     # undocumented class).
     def __call__(self, call: DeferredCall, /) -> Any: ...
+
+
+def check_policy(via: object, receiver: Callable[..., Any], signal: object) -> None:
+    """Raise unless *via* is a delivery policy willing to deliver *receiver* for *signal*.
+
+    Called by every connect path before anything is connected: *via* must be
+    callable, and a policy with a ``check_receiver(receiver, signal)`` method
+    is asked (an exception it raises refuses the connection).
+
+    Raises:
+        TypeError: *via* is not callable.
+    """
+    if not callable(via):
+        raise _bad_via(via)
+    check = getattr(via, "check_receiver", None)
+    if check is not None:
+        check(receiver, signal)

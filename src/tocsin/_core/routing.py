@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from . import hooks as _hooks
 from . import receivers as _receivers
 from . import senders as _senders
+from .delivery import check_policy as _check_policy
 from .plans import (
     _ANY_KEY,
     _BY_VALUE,
@@ -34,7 +35,6 @@ from .plans import (
     _NO_SENDER,
     _STALE_TABLE,
     Plan,
-    _bad_via,
     _bind,
     _check_priority,
     _make_plan,
@@ -237,8 +237,8 @@ class Routing:
         connections are rare, and each one is new (its key holds *scope*).
         """
         rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
-        if via is not None and not callable(via):
-            raise _bad_via(via)
+        if via is not None:
+            _check_policy(via, receiver, self)
         priority = _check_priority(priority)
         if dispatch_uid is not None:
             rkey = ("uid", dispatch_uid)

@@ -41,6 +41,7 @@ from . import inline as _inline
 from . import pause as _pause
 from . import receivers as _receivers
 from . import senders as _senders
+from .delivery import check_policy as _check_policy
 from .dispatch import Dispatching
 from .plans import (
     _ANY_KEY,
@@ -51,7 +52,6 @@ from .plans import (
     _MISSING,
     _STALE_TABLE,
     Plan,
-    _bad_via,
     _check_priority,
     _FunctionType,
     _MethodType,
@@ -279,8 +279,8 @@ class Signal(Dispatching):
             is_async = False
         else:
             rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
-        if via is not None and not callable(via):
-            raise _bad_via(via)  # typed callers cannot get here; others can
+        if via is not None:
+            _check_policy(via, receiver, self)  # callable, and willing (see delivery.check_policy)
         if priority.__class__ is not int:
             priority = _check_priority(priority)
         if dispatch_uid is not None:

@@ -1,7 +1,9 @@
-"""The ``tocsin`` command: inspect, graph and trace the signals of a program.
+"""The ``tocsin`` commands that inspect, graph and trace the signals of a program.
 
-Plain argparse; ``main(argv)`` returns the exit status (0 on success, 1 on
-an error reported as one ``tocsin: ...`` line on stderr, 2 on bad usage).
+Plain argparse. ``tocsin._cli.main`` (the console script) builds the parser:
+:func:`add_commands` adds these subcommands; a handler returns the exit
+status or raises :class:`CommandError`, reported as one ``tocsin: ...`` line
+on stderr with status 1.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from . import graph as _graph
 from . import observe as _observe
 from . import trace as _trace
 
-__all__ = ["main"]
+__all__ = ["CommandError", "add_commands", "import_modules"]
 
 _PYTHON_NAMES = ("python", "python3", "py")
 
 
-class _FailureError(Exception):
+class CommandError(Exception):
     """An error to report as one line, with exit status 1."""
 
 
@@ -59,27 +61,37 @@ def _import(spec: str) -> str:
     except ModuleNotFoundError as exc:
         if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
             msg = f"no module named {name!r} (searched sys.path from {Path.cwd()})"
-            raise _FailureError(msg) from None
+            raise CommandError(msg) from None
         msg = f"importing {name!r} failed: {type(exc).__name__}: {exc}{_location(exc)}"
-        raise _FailureError(msg) from None
+        raise CommandError(msg) from None
     except Exception as exc:  # noqa: BLE001 - any error in the user's module is reported
         msg = f"importing {name!r} failed: {type(exc).__name__}: {exc}{_location(exc)}"
-        raise _FailureError(msg) from None
+        raise CommandError(msg) from None
     return name
 
 
-def _collect(specs: list[str]) -> list[_graph.SignalInfo]:
-    # Like ``python -m``: modules in the current directory are importable.
+def import_modules(specs: list[str]) -> list[str]:
+    """Import each module named in *specs* (dotted names or paths); return their names.
+
+    Like ``python -m``, modules in the current directory are importable.
+
+    Raises:
+        CommandError: a module is missing or failed to import (what, and where).
+    """
     if str(Path.cwd()) not in sys.path and "" not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
-    names = [_import(spec) for spec in specs]
+    return [_import(spec) for spec in specs]
+
+
+def _collect(specs: list[str]) -> list[_graph.SignalInfo]:
+    names = import_modules(specs)
     infos = _graph.collect(names)
     if not infos:
         msg = (
             f"no signals found in {', '.join(names)} "
             "(no signal is defined or imported there, or connected to a receiver defined there)"
         )
-        raise _FailureError(msg)
+        raise CommandError(msg)
     return infos
 
 
@@ -108,7 +120,7 @@ def _split_command(command: list[str], module: str | None) -> tuple[str | None, 
         return None, command[1], command[2:]
     if not command or command[0].startswith("-"):
         msg = "trace needs a program: tocsin trace -- python script.py [args] (or -m module [args])"
-        raise _FailureError(msg)
+        raise CommandError(msg)
     return command[0], None, command[1:]
 
 
@@ -144,7 +156,7 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
     script, module, program_args = _split_command(args.command, args.module)
     if script is not None and not Path(script).is_file():
         msg = f"can't open file {script!r}: no such file"
-        raise _FailureError(msg)
+        raise CommandError(msg)
     if module is not None:
         if str(Path.cwd()) not in sys.path:
             sys.path.insert(0, str(Path.cwd()))
@@ -154,7 +166,7 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
             found = None
         if found is None:
             msg = f"no module named {module!r} (searched sys.path from {Path.cwd()})"
-            raise _FailureError(msg)
+            raise CommandError(msg)
     tracer = _trace.Trace(level=None)
     with _observe.observe(tracer):
         status = _run(script, module, program_args)
@@ -172,13 +184,8 @@ def _cmd_trace(args: argparse.Namespace, out: TextIO) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tocsin",
-        description="Inspect, draw and trace the signals of a Python program.",
-    )
-    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
-
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``inspect``, ``graph`` and ``trace`` to the ``tocsin`` command's subparsers."""
     inspect = sub.add_parser(
         "inspect",
         help="list the signals of some modules and their receivers",
@@ -210,19 +217,3 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("-m", dest="module", metavar="MODULE", help="run library module MODULE as a script")
     trace.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     trace.set_defaults(handler=_cmd_trace)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``tocsin`` command with *argv* (``sys.argv[1:]`` by default)."""
-    args = _parser().parse_args(argv)
-    try:
-        status: int = args.handler(args, sys.stdout)
-    except _FailureError as exc:
-        sys.stderr.write(f"tocsin: {exc}\n")
-        return 1
-    return status
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from tocsin._core.delivery import DeferredCall
     from tocsin._core.signal import Signal
 
-__all__ = ["Observation", "Observer", "ReceiverEvent", "SendEvent", "observe", "signal_label"]
+__all__ = [
+    "Observation",
+    "Observer",
+    "ReceiverEvent",
+    "SendEvent",
+    "export_origin",
+    "observe",
+    "remote_send",
+    "signal_label",
+]
 
 logger = logging.getLogger("tocsin")
 
@@ -67,6 +76,9 @@ class SendEvent:
         responses: what the send returned, or ``None`` if it raised.
         error: the exception the send raised, or ``None``.
         extra: a dict observers may use to keep their own state.
+        remote: for a stand-in of a send made in another process (the
+            origin of a background job run here), the carrier observers
+            filled there (see ``Observer.export_send``); else ``None``.
 
     """
 
@@ -80,6 +92,7 @@ class SendEvent:
         "kwargs",
         "parent",
         "receivers",
+        "remote",
         "responses",
         "robust",
         "sender",
@@ -104,6 +117,7 @@ class SendEvent:
         self.responses: Responses | None = None
         self.error: BaseException | None = None
         self.extra: dict[Any, Any] = {}
+        self.remote: dict[str, str] | None = None
 
     @property
     def label(self) -> str:
@@ -199,6 +213,22 @@ class Observer:
 
     def deferred_finished(self, event: ReceiverEvent) -> None:
         """Handle the end of a deferred run (``event.result`` or ``event.error``)."""
+
+    def export_send(self, event: SendEvent, carrier: dict[str, str]) -> None:
+        """Add to *carrier* what ties *event* to a deferred run in another process.
+
+        Called when a ``via=`` policy stores a receiver call for another
+        process (``tocsin.background`` keeps *carrier* in the job row). Put
+        strings only (``tocsin.otel`` puts the W3C ``traceparent``).
+        """
+
+    def import_send(self, event: SendEvent, carrier: dict[str, str]) -> None:
+        """Prepare *event*, a stand-in for a send made in another process, from *carrier*.
+
+        Called in the process that runs the deferred receiver, before
+        ``deferred_started``; *event* has ``remote`` set and is not reported
+        through ``send_started``/``send_finished``.
+        """
 
 
 _current: contextvars.ContextVar[SendEvent | None] = contextvars.ContextVar("tocsin_send", default=None)
@@ -393,6 +423,50 @@ class Observation:
 
     def __exit__(self, *exc_info: object) -> None:
         _remove(self.observer)
+
+
+def export_origin(origin: object) -> dict[str, str]:
+    """What a deferred run in another process needs to report to the send *origin*.
+
+    *origin* is a ``DeferredCall``'s origin (the observed send). Returns a
+    dict of strings: ``send`` (the signal's label) and what each observer
+    adds in ``Observer.export_send``. For ``via=`` policies that store calls.
+    """
+    event = cast("SendEvent", origin)
+    carrier = {"send": event.label}
+    for observer in _hub.observers:
+        _notify_export(observer, event, carrier)
+    return carrier
+
+
+def _notify_export(observer: Observer, event: SendEvent, carrier: dict[str, str]) -> None:
+    try:
+        observer.export_send(event, carrier)
+    except Exception:
+        logger.exception("Observer %r failed in export_send", observer)
+
+
+def _notify_import(observer: Observer, event: SendEvent, carrier: dict[str, str]) -> None:
+    try:
+        observer.import_send(event, carrier)
+    except Exception:
+        logger.exception("Observer %r failed in import_send", observer)
+
+
+def remote_send(signal: Any, sender: Any, named: dict[str, Any], carrier: dict[str, str]) -> SendEvent:
+    """A stand-in ``SendEvent`` for a send made in another process, to be a deferred run's origin.
+
+    Built from the *carrier* :func:`export_origin` made there; each observer
+    prepares it in ``Observer.import_send``. It has no receivers and is
+    already finished.
+    """
+    dispatch = _hooks.Dispatch(signal, sender, named, robust=False, is_async=False)
+    event = SendEvent(dispatch, None)
+    event.end = event.start
+    event.remote = dict(carrier)
+    for observer in _hub.observers:
+        _notify_import(observer, event, event.remote)
+    return event
 
 
 def observe(observer: Observer) -> Observation:

@@ -78,6 +78,7 @@ __all__ = [
     "capture_on_commit_callbacks",
     "on_commit",
     "send_on_commit",
+    "session_in_use",
     "use_session",
 ]
 
@@ -146,6 +147,18 @@ def _session_of(instance: object) -> Session | None:
         return object_session(instance)
     except UnmappedInstanceError:
         return None
+
+
+def session_in_use(instance: object = None) -> Session | None:
+    """The Session a deferred receiver's ``on_commit`` would use, or None.
+
+    The Session of *instance* (an ORM instance attached to one), else the
+    one set by :func:`use_session`. For integrations that defer work to a
+    Session's transaction (``tocsin.background``); never raises.
+    """
+    if instance is not None and (found := _session_of(instance)) is not None:
+        return found
+    return _current_session.get()
 
 
 def _find_session(session: Any, func: Callable[..., Any], instance: object) -> Session:

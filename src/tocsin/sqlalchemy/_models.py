@@ -40,7 +40,8 @@ from tocsin._core import async_asyncio as _async
 from tocsin._core import hooks
 from tocsin._core import inline as _inline
 from tocsin._core import receivers as _receivers
-from tocsin._core.plans import _bad_via, _check_priority
+from tocsin._core.delivery import check_policy
+from tocsin._core.plans import _check_priority
 from tocsin._core.signal import Signal
 from tocsin.exceptions import AsyncContextError, InvalidArgumentError
 
@@ -88,11 +89,13 @@ def _lookup(spec: str) -> list[type[Any]]:
     ]
 
 
-def _check_pending(receiver: object, dispatch_uid: Hashable | None, priority: int, via: object) -> int:
+def _check_pending(
+    signal: Signal, receiver: Any, dispatch_uid: Hashable | None, priority: int, via: object
+) -> int:
     """Raise as ``Signal.connect()`` would for these arguments; return the priority."""
     _receivers.validate_receiver(receiver)
-    if via is not None and not callable(via):
-        raise _bad_via(via)
+    if via is not None:
+        check_policy(via, receiver, signal)
     hash(dispatch_uid)  # unhashable: connect()'s TypeError, now rather than at resolution
     return _check_priority(priority)
 
@@ -168,7 +171,7 @@ class ModelSignal(Signal):
                 # Refuse now what connect() would refuse at resolution, without
                 # touching this signal's connections (the receiver may already
                 # be connected for another sender, or for any sender).
-                priority = _check_pending(receiver, dispatch_uid, priority, via)
+                priority = _check_pending(self, receiver, dispatch_uid, priority, via)
                 # A temporary (decided at this connect's entry, see _inline) is
                 # connected strongly once its class is mapped; the pending list
                 # holds every receiver strongly until then.

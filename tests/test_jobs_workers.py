@@ -127,7 +127,7 @@ def _store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         app = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
         jobs = Jobs(url, poll_interval=0.2)
     else:
-        from conftest import _fresh_postgres_schema
+        from tests.conftest import _fresh_postgres_schema
 
         schemas = _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
         url = next(schemas)

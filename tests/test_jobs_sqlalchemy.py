@@ -58,7 +58,6 @@ def _session_of(instance: Any) -> Any:
 def _db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A SQLite file or PostgreSQL (not in-memory SQLite: a job table is shared with workers)."""
     from sqlalchemy import create_engine
-
     from tests.conftest import _url_for, nested_sqlite
 
     urls = _url_for(request.param, request, tmp_path, driver="pysqlite")

@@ -7,6 +7,11 @@ therefore handed out again once the free blocks ahead of it are used up,
 provided its pool stays in use: a pool that empties may be given to another
 size class, and the address is lost. So:
 
+* the objects are instances of a subclass padded with slots to an unusual
+  size (about 290 bytes), so no other object (an iterator, a bound method, a
+  frame, what ``gc.collect()`` allocates) competes for the dead block: on
+  3.10 and 3.12 a small instance shared its size class with such objects,
+  and one of them, kept alive, sometimes took the block for good;
 * :meth:`AddressReuse.new` allocates the object between neighbours of the
   same kind, kept alive until the test ends, so its pool never empties;
 * :meth:`AddressReuse.reuse` allocates objects of the same kind, keeping
@@ -24,14 +29,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 NEIGHBOURS = 64  # on each side: more than the blocks of one pool of these sizes
+PADDING = 29  # slots: 8 bytes each, see the module docstring
 TRIES = 500_000  # each is kept: the free blocks ahead of the dead one, with room to spare
 
 
 class AddressReuse:
-    """Objects made by *make*, and a newcomer at the address of one that died."""
+    """Instances of a padded subclass of *cls* made with *args*, and one at a dead one's address."""
 
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
+    def __init__(self, cls: type, *args: Any) -> None:
+        padded = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__slots__": tuple(f"_pad{i}" for i in range(PADDING)),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+            },
+        )
+        self.make: Callable[[], Any] = lambda: padded(*args)
         self.keep: list[Any] = []
 
     def new(self) -> Any:

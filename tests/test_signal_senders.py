@@ -224,10 +224,10 @@ class TestIdReuse:
     Each test provokes the reuse (tests/_reuse.py) and fails if it cannot.
     """
 
-    @pytest.mark.parametrize("make", [Sender, lambda: Model(1)], ids=["plain", "model"])
-    def test_reused_id_gets_nothing(self, sig: tocsin.Signal, make: Any) -> None:
+    @pytest.mark.parametrize("args", [(Sender,), (Model, 1)], ids=["plain", "model"])
+    def test_reused_id_gets_nothing(self, sig: tocsin.Signal, args: tuple[Any, ...]) -> None:
         """Django fires stale receivers here; tocsin must not, on send or has_listeners."""
-        heap = AddressReuse(make)
+        heap = AddressReuse(*args)
         sender = heap.new()
         sig.connect(handler, sender=sender)
         assert calls(sig, sender) == ["handler"]

@@ -130,7 +130,7 @@ def test_example_runs(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
     """Each python block runs on its own, in a fresh namespace, and prints what the page shows."""
     reason = block.skip_reason
     if reason is not None:
-        pytest.skip(f"not run: {reason}")
+        pytest.skip(f"{block.id} not run: {reason}")
     # Padded so that tracebacks point at the page's own line numbers.
     source = "\n" * (block.line - 1) + block.code
     code = compile(source, str(block.page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)

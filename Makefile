@@ -77,7 +77,7 @@ pytest-3.%:
 	[ -n "$$exe" ] || { echo "No CPython $$v: neither python$$v nor $(PYENV_ROOT)/versions/$$v.N runs"; exit 1; }; \
 	$(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=.venvs/$$v
 
-test: lint typecheck pytest-all
+test: lint typecheck pytest-all test-stress  # the full-size worker stress test once, on the default Python
 
 bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
@@ -92,7 +92,8 @@ bench-jobs: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/bench_jobs.py $(BENCH_ARGS)
 
-# The worker stress test at full size: 10,000 jobs across 4 worker processes (the default suite runs 2,000).
+# The worker stress test at full size: 10,000 jobs across 4 worker processes, on SQLite and PostgreSQL
+# (pytest-all runs 2,000 on every Python; `make test` runs this once).
 test-stress: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	TOCSIN_STRESS_JOBS=10000 $(PY) -m pytest tests/test_jobs_workers.py -k four_processes $(PYTEST_ARGS)

@@ -1,0 +1,169 @@
+"""Background receivers on Celery: real redis-server, real ``celery worker`` subprocesses.
+
+The test process sends jobs (into a SQLite file, in Session transactions) and
+runs the relay; ``celery -A _celery_app worker --pool=solo`` subprocesses run
+them and report each run on a FIFO (``test_jobs_workers.Reports``), so tests
+wait on events, never on fixed sleeps. Workers and the relay are killed with
+SIGKILL for real.
+
+These tests run on the default interpreter only (``make test`` runs the
+suite on 4 Pythons on a 2-core machine: the Celery bridge has no
+version-specific code, and each worker start costs about a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+pytest.importorskip("celery", reason="celery is not installed: pip install 'tocsin[celery]'")
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+import _celery_app
+import _jobs_app
+from _redis import RedisServer, RedisUnavailableError
+from test_jobs_workers import Reports, _pythonpath
+from tocsin.background import Jobs, JobsConfigurationError
+from tocsin.sqlalchemy import use_session
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+TESTS = Path(__file__).resolve().parent
+DEFAULT_PYTHON = os.environ.get("TOCSIN_CELERY_PYTHON", "3.11")
+
+pytestmark = pytest.mark.skipif(
+    "%d.%d" % sys.version_info[:2] != DEFAULT_PYTHON,
+    reason=f"the Celery tests run on the default interpreter only (CPython {DEFAULT_PYTHON}): "
+    "real workers are slow to start on the 2-core CI machine, and the bridge has no "
+    "version-specific code",
+)
+
+
+def _unavailable(msg: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and redis-server is unavailable: {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer()
+        server.start()
+    except RedisUnavailableError as exc:
+        _unavailable(str(exc))
+        raise
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Setup:
+    """One test's broker, store, queue, reports; starts workers and relays."""
+
+    def __init__(self, tmp_path: Path, redis: RedisServer, lease: float = 30.0) -> None:
+        self.tmp = tmp_path
+        self.redis = redis
+        self.db = tmp_path / "app.db"
+        self.url = f"sqlite:///{self.db}"
+        self.queue = f"q{uuid.uuid4().hex[:10]}"
+        self.lease = lease
+        self.engine = create_engine(self.url)
+        self.app, self.jobs = _celery_app.make(redis.url, self.engine, self.queue, lease=lease)
+        _jobs_app.connect(self.jobs)
+        self.reports = Reports(tmp_path / "reports")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            TOCSIN_CELERY_BROKER=self.redis.url,
+            TOCSIN_CELERY_JOBS=self.url,
+            TOCSIN_CELERY_QUEUE=self.queue,
+            TOCSIN_CELERY_LEASE=str(self.lease),
+            TOCSIN_TEST_REPORT=str(self.reports.path),
+            PYTHONPATH=_pythonpath(env),
+        )
+        env.pop("TOCSIN_TEST_JOBS", None)
+        return env
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "celery", "-A", "_celery_app", "worker", "--pool=solo",
+                "-Q", self.queue, "--without-heartbeat", "--without-gossip", "--without-mingle",
+                "--loglevel=WARNING", "-n", f"w{len(self.processes)}@%h"]
+        return self._spawn(argv, f"worker{len(self.processes)}.log")
+
+    def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        with (self.tmp / log).open("ab") as stderr:
+            process = subprocess.Popen(argv, cwd=TESTS, env=self.env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        self.processes.append(process)
+        return process
+
+    def relay_process(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "tocsin", "relay", "--jobs", self.url, "--import", "_celery_app"]
+        return self._spawn(argv, "relay.log")
+
+    def send(self, n: int, *, sender: str = "record", commit: bool = True) -> None:
+        with Session(self.engine) as session, use_session(session):
+            session.execute(text("SELECT 1"))
+            _jobs_app.work.send(sender=sender, n=n)
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+
+    def send_many(self, numbers: range) -> None:
+        with Session(self.engine) as session, use_session(session):
+            session.execute(text("SELECT 1"))
+            for n in numbers:
+                _jobs_app.work.send(sender="record", n=n)
+            session.commit()
+
+    def ran(self) -> set[int]:
+        return {int(line.split()[1]) for line in self.reports.lines if line.startswith("ran ")}
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        _jobs_app.disconnect()
+        self.reports.close()
+        self.jobs.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
+    one = Setup(tmp_path, redis, lease=3.0)
+    try:
+        yield one
+    finally:
+        one.close()
+
+
+def _wait_ran(setup: Setup, expected: set[int], timeout: float = 60) -> None:
+    setup.reports.wait_for(lambda _lines: expected <= setup.ran(), timeout=timeout)
+
+
+def test_commit_runs_rollback_never(setup: Setup) -> None:
+    setup.worker()
+    with setup.jobs.start_relay():
+        setup.send(1, commit=False)
+        setup.send(2)
+        setup.send(3, commit=False)
+        setup.send(4)
+        _wait_ran(setup, {2, 4})
+    assert setup.ran() == {2, 4}

@@ -4,7 +4,9 @@ Both the test process (which sends and relays) and the worker subprocesses
 build it from the environment: ``TOCSIN_CELERY_BROKER`` (the test's
 redis-server), ``TOCSIN_CELERY_JOBS`` (the job store's URL),
 ``TOCSIN_CELERY_QUEUE`` (a queue of this test only) and
-``TOCSIN_CELERY_LEASE``. The receivers are those of ``_jobs_app``.
+``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_KILL=before|after`` makes a
+``tocsin relay`` process SIGKILL itself right before, or right after, the
+broker accepted its first message. The receivers are those of ``_jobs_app``.
 Short visibility timeouts make a SIGKILLed worker's message come back in
 seconds (production keeps Celery's hour: see docs/background.md).
 """
@@ -12,6 +14,7 @@ seconds (production keeps Celery's hour: see docs/background.md).
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from celery import Celery
@@ -44,3 +47,11 @@ if os.environ.get("TOCSIN_CELERY_JOBS"):  # in a Celery worker process
         float(os.environ.get("TOCSIN_CELERY_LEASE", "30")),
     )
     _jobs_app.connect(jobs)
+    if os.environ.get("TOCSIN_CELERY_KILL"):  # tocsin relay: SIGKILL itself around the first publish
+        from celery import signals
+
+        def _kill(**kwargs: Any) -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        hook = signals.before_task_publish if os.environ["TOCSIN_CELERY_KILL"] == "before" else signals.after_task_publish
+        hook.connect(_kill, weak=False)

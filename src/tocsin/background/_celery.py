@@ -120,6 +120,7 @@ class Celery:
             reject_on_worker_lost=True,
             serializer="json",
             ignore_result=True,
+            shared=False,  # this app's task only: not added to every Celery app created later
         )(run_job)
         self.task.tocsin_jobs = jobs
         from celery import signals  # noqa: PLC0415 - celery is what this module bridges to

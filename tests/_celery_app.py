@@ -53,5 +53,9 @@ if os.environ.get("TOCSIN_CELERY_JOBS"):  # in a Celery worker process
         def _kill(**kwargs: Any) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
-        hook = signals.before_task_publish if os.environ["TOCSIN_CELERY_KILL"] == "before" else signals.after_task_publish
+        hook = (
+            signals.before_task_publish
+            if os.environ["TOCSIN_CELERY_KILL"] == "before"
+            else signals.after_task_publish
+        )
         hook.connect(_kill, weak=False)

@@ -26,7 +26,9 @@ def _background_stub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     # Listed in --help without importing tocsin.background; replaced by the
     # real subparsers when one of them is the command.
     sub.add_parser("worker", help="run background receivers (tocsin.background)", add_help=False)
-    sub.add_parser("relay", help="hand committed background jobs to Celery (tocsin.background)", add_help=False)
+    sub.add_parser(
+        "relay", help="hand committed background jobs to Celery (tocsin.background)", add_help=False
+    )
     sub.add_parser("jobs", help="list, retry and purge background jobs (tocsin.background)", add_help=False)
 
 

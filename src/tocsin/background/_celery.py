@@ -55,6 +55,7 @@ __all__ = ["Celery", "Relay", "check_app"]
 
 logger = logging.getLogger("tocsin.background")
 
+
 def check_app(app: Any, task: Any) -> None:
     """Refuse to run *task* in a worker of *app* whose settings would lose a job or decode unsafely.
 
@@ -110,7 +111,7 @@ class Celery:
         self._runner: Runner | None = None
         self._host = f"celery:{socket.gethostname()}:{os.getpid()}"
 
-        def run_job(job_id: str, **message: Any) -> str:
+        def run_job(job_id: object, **message: Any) -> str:
             return self.run(job_id, message)
 
         run_job.__name__ = run_job.__qualname__ = "run_job"
@@ -123,11 +124,11 @@ class Celery:
             shared=False,  # this app's task only: not added to every Celery app created later
         )(run_job)
         self.task.tocsin_jobs = jobs
-        from celery import signals  # noqa: PLC0415 - celery is what this module bridges to
+        from celery import signals  # type: ignore[import-untyped]  # noqa: PLC0415 - only with celery=
 
         signals.worker_init.connect(self._worker_init, weak=False)
 
-    def _worker_init(self, sender: Any = None, **kwargs: Any) -> None:
+    def _worker_init(self, sender: Any = None, **_kwargs: Any) -> None:
         if getattr(sender, "app", None) is self.app:
             check_app(self.app, self.task)
 
@@ -149,7 +150,7 @@ class Celery:
 
     # ---- the task ---------------------------------------------------------------
 
-    def run(self, job_id: str, message: dict[str, Any]) -> str:
+    def run(self, job_id: object, message: dict[str, Any]) -> str:
         """Run job *job_id* in this Celery worker; return what became of it (for logs)."""
         if not isinstance(job_id, str):
             logger.error("Celery message for %s with job id %r (not a str): ignored", self.name, job_id)
@@ -185,7 +186,7 @@ def _renewing(jobs: Jobs, worker: str) -> Iterator[None]:
         while not stopped.wait(jobs.lease / 3):
             try:
                 jobs.store.renew(worker, jobs.clock() + jobs.lease)
-            except Exception:
+            except Exception:  # noqa: PERF203 - one renewal every lease / 3 s
                 logger.exception("Celery task %s: lease renewal failed", worker)
         jobs.store.close_thread()
 
@@ -271,7 +272,9 @@ class Relay:
                 try:
                     more = self.relay_once()
                 except Exception:
-                    logger.exception("Relay: handing jobs to Celery failed; retrying in %s s", self.retry_interval)
+                    logger.exception(
+                        "Relay: handing jobs to Celery failed; retrying in %s s", self.retry_interval
+                    )
                     self._stopped.wait(self.retry_interval)
                     continue
                 if not more:
@@ -312,4 +315,3 @@ class Relay:
                 store.execute(store._sql(_sql.RELAY_SENT), sent)  # noqa: SLF001
                 self.sent += len(sent)
         return len(rows) >= self.batch
-

@@ -286,7 +286,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         required=True,
         help="module building the Jobs with its Celery app (repeatable)",
     )
-    relay.add_argument("--batch", type=int, default=500, metavar="N", help="rows per transaction (default 500)")
+    relay.add_argument(
+        "--batch", type=int, default=500, metavar="N", help="rows per transaction (default 500)"
+    )
     relay.add_argument(
         "--poll", type=float, default=None, metavar="S", help="poll interval in seconds (default: the Jobs')"
     )

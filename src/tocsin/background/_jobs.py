@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from tocsin._core.delivery import DeferredCall
 
     from ._celery import Celery, Relay
-
     from ._store import Claimed
 
 __all__ = ["Jobs"]

@@ -94,6 +94,7 @@ bench-sqlalchemy: $(STAMP)
 bench-jobs: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/bench_jobs.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_jobs_celery.py  # Jobs(..., celery=app) on a real redis-server
 
 # The worker stress test at full size: 10,000 jobs across 4 worker processes (the default suite runs 2,000).
 test-stress: $(STAMP)

@@ -77,7 +77,8 @@ def main() -> None:
                 pass
             elapsed = time.perf_counter() - start
             print(
-                f"relay into Redis: {relay.sent:,} jobs in {elapsed:.2f} s = {relay.sent / elapsed:,.0f} jobs/s"
+                f"relay into Redis: {relay.sent:,} jobs in {elapsed:.2f} s = "
+                f"{relay.sent / elapsed:,.0f} jobs/s"
                 " (target >= 1,000)"
             )
             jobs.store.execute("DELETE FROM tocsin_jobs", [{}])

@@ -329,8 +329,11 @@ class Signal(Dispatching):
             # _make_plan). One lookup both checks for a duplicate and inserts.
             if self._records.setdefault(key, record) is not record:
                 return receiver
-            if anchor is not None:
-                attach(anchor, key)  # the sender's death drops this connection (see _routing)
+            if anchor is not None:  # the sender's death drops this connection (see _routing)
+                if anchor.conns is None:
+                    anchor.conns = key  # inline attach() for a sender's first connection
+                else:
+                    attach(anchor, key)
             self._routes = _STALE_TABLE  # inline _invalidate()
             if self._publication_watcher is not None:  # see hooks.set_publication_watcher
                 self._publication_watcher()

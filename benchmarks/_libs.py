@@ -39,6 +39,8 @@ class Lib:
     cycle_stmt: str
     ns: dict[str, Any] = field(default_factory=dict)
     filters_senders: bool = True
+    #: the same for ``rcv`` connected for the sender ``snd`` only (None: no sender filter)
+    cycle_sender_stmt: str | None = None
 
 
 def _tocsin() -> Lib:
@@ -51,6 +53,7 @@ def _tocsin() -> Lib:
         disconnect=lambda sig, r, sender: sig.disconnect(r, sender=sender),
         send_stmt="sig.send(sender, value=1)",
         cycle_stmt="sig.connect(rcv); sig.disconnect(rcv)",
+        cycle_sender_stmt="sig.connect(rcv, sender=snd); sig.disconnect(rcv, sender=snd)",
     )
 
 
@@ -64,6 +67,7 @@ def _django(*, caching: bool) -> Lib:
         disconnect=lambda sig, r, sender: sig.disconnect(r, sender=sender),
         send_stmt="sig.send(sender, value=1)",
         cycle_stmt="sig.connect(rcv); sig.disconnect(rcv)",
+        cycle_sender_stmt="sig.connect(rcv, sender=snd); sig.disconnect(rcv, sender=snd)",
     )
 
 
@@ -85,6 +89,7 @@ def _blinker() -> Lib:
         disconnect=disconnect,
         send_stmt="sig.send(sender, value=1)",
         cycle_stmt="sig.connect(rcv); sig.disconnect(rcv)",
+        cycle_sender_stmt="sig.connect(rcv, sender=snd); sig.disconnect(rcv, sender=snd)",
     )
 
 
@@ -127,6 +132,7 @@ def _pydispatcher() -> Lib:
         disconnect=disconnect,
         send_stmt="send(signal=sig, sender=sender, value=1)",
         cycle_stmt="connect(rcv, signal=sig); disconnect(rcv, signal=sig)",
+        cycle_sender_stmt="connect(rcv, signal=sig, sender=snd); disconnect(rcv, signal=sig, sender=snd)",
         ns={"send": dispatcher.send, "connect": dispatcher.connect, "disconnect": dispatcher.disconnect},
     )
 

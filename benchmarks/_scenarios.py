@@ -53,6 +53,9 @@ class Scenario:
     libs: tuple[str, ...] | None = None  # None: every library
     #: libraries tocsin must beat in this row (by median per-round ratio)
     must_beat: tuple[str, ...] = ("django", "django-cached", "blinker")
+    #: a timed row's target is a ratio to this library's time in the same
+    #: round (median over rounds), not to the baseline's
+    target_vs: str | None = None
 
 
 SCENARIOS: list[Scenario] = []
@@ -165,26 +168,35 @@ def cycle_receiver(sender: object, *args: object, **kwargs: object) -> None:
     CYCLE_HITS[0] += 1
 
 
-def build_cycle(lib: Lib) -> Case:
+def build_cycle(lib: Lib, *, with_sender: bool = False) -> Case | None:
+    """``connect`` then ``disconnect`` of a module-level function, for any sender or one sender."""
+    stmt = lib.cycle_sender_stmt if with_sender else lib.cycle_stmt
+    if stmt is None:
+        return None
     hits = CYCLE_HITS
     hits[0] = 0
     rcv = cycle_receiver
     sig = lib.make()
-    ns = {**lib.ns, "sig": sig, "rcv": rcv, "sender": Sender}
+    snd = Sender()  # an instance: weakly referenceable, matched by identity
+    other = Sender()
+    sender = snd if with_sender else Sender
+    ns = {**lib.ns, "sig": sig, "rcv": rcv, "snd": snd, "sender": sender}
 
     def verify(runs: int) -> str | None:
         exec(lib.send_stmt, ns)  # disconnected: must not fire
         if hits != [0]:
             return f"{lib.name}: receiver still connected after connect+disconnect"
-        exec(lib.cycle_stmt.split(";")[0], ns)  # connect: must fire once
+        exec(stmt.split(";")[0], ns)  # connect: must fire once
         exec(lib.send_stmt, ns)
-        lib.disconnect(sig, rcv, None)
+        if with_sender:
+            exec(lib.send_stmt, {**ns, "sender": other})  # another sender: must not fire
+        lib.disconnect(sig, rcv, snd if with_sender else None)
         if hits != [1]:
             return f"{lib.name}: connected receiver fired {hits[0]} times, expected 1"
         hits[0] = 0
         return None
 
-    return Case(lib.cycle_stmt, ns, verify, keep=rcv)
+    return Case(stmt, ns, verify, keep=(rcv, snd, other))
 
 
 def baseline_cycle() -> Case:
@@ -221,6 +233,91 @@ def bytes_per_receiver(lib: Lib) -> float:
     for r in receivers:
         lib.disconnect(sig, r, None)
     return (after - before) / MEMORY_N
+
+
+def bytes_per_sender_connection(lib: Lib) -> float | None:
+    """Bytes per connection when each receiver has its own sender, send tables included.
+
+    2,000 weak function receivers, each connected for a sender of its own (an
+    instance, weakly referenceable), then one send from every sender so that
+    routing tables and caches exist. Receivers and senders are created
+    before tracing starts.
+    """
+    if not lib.filters_senders:
+        return None
+    hits = [0] * MEMORY_N
+    receivers = [make_function(hits, i) for i in range(MEMORY_N)]
+    senders = [Sender() for _ in range(MEMORY_N)]
+    sig = lib.make()
+    ns = {**lib.ns, "sig": sig, "sender": Sender}
+    exec(lib.send_stmt, ns)
+    code = compile(lib.send_stmt, "<send>", "exec")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for r, sender in zip(receivers, senders, strict=True):
+            lib.connect(sig, r, sender)
+        for sender in senders:
+            ns["sender"] = sender
+            exec(code, ns)
+        ns["sender"] = Sender
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    if hits != [1] * MEMORY_N:
+        msg = f"{lib.name}: not every receiver fired once for its own sender"
+        raise AssertionError(msg)
+    for r, sender in zip(receivers, senders, strict=True):
+        lib.disconnect(sig, r, sender)
+    return (after - before) / MEMORY_N
+
+
+TABLE_ANY = 10
+TABLE_SENDERS = 100
+
+
+def bytes_for_table(lib: Lib) -> float | None:
+    """Bytes for 10 any-sender receivers and 100 receivers each with its own sender.
+
+    All connections, then one send from each of the 100 senders (each reaches
+    the 10 any-sender receivers and its own): the connections plus every
+    routing table or cache the library builds for those sends.
+    """
+    if not lib.filters_senders:
+        return None
+    hits = [0] * (TABLE_ANY + TABLE_SENDERS)
+    receivers = [make_function(hits, i) for i in range(TABLE_ANY + TABLE_SENDERS)]
+    senders = [Sender() for _ in range(TABLE_SENDERS)]
+    sig = lib.make()
+    ns = {**lib.ns, "sig": sig, "sender": Sender}
+    exec(lib.send_stmt, ns)
+    code = compile(lib.send_stmt, "<send>", "exec")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for r in receivers[:TABLE_ANY]:
+            lib.connect(sig, r, None)
+        for r, sender in zip(receivers[TABLE_ANY:], senders, strict=True):
+            lib.connect(sig, r, sender)
+        for sender in senders:
+            ns["sender"] = sender
+            exec(code, ns)
+        ns["sender"] = Sender
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    if hits != [TABLE_SENDERS] * TABLE_ANY + [1] * TABLE_SENDERS:
+        msg = f"{lib.name}: receivers did not fire as expected"
+        raise AssertionError(msg)
+    for r in receivers[:TABLE_ANY]:
+        lib.disconnect(sig, r, None)
+    for r, sender in zip(receivers[TABLE_ANY:], senders, strict=True):
+        lib.disconnect(sig, r, sender)
+    return after - before
 
 
 def bytes_kept_per_cycle(lib: Lib) -> float:
@@ -273,10 +370,21 @@ _send_row("send, 10 weak bound methods", 1.45, 10, methods=True)
 register(
     Scenario(
         "connect + disconnect",
-        6.0,
+        0.5,
         build=build_cycle,
         baseline=baseline_cycle,
         baseline_name="list append + remove",
+        target_vs="blinker",
+    )
+)
+register(
+    Scenario(
+        "connect + disconnect, with a sender",
+        0.5,
+        build=lambda lib: build_cycle(lib, with_sender=True),
+        baseline=baseline_cycle,
+        baseline_name="list append + remove",
+        target_vs="blinker",
     )
 )
 register(
@@ -285,6 +393,24 @@ register(
         400,
         unit="B",
         measure=bytes_per_receiver,
+        must_beat=("django", "django-cached", "blinker"),
+    )
+)
+register(
+    Scenario(
+        "bytes per connection, each receiver with its own sender",
+        380,
+        unit="B",
+        measure=bytes_per_sender_connection,
+        must_beat=("django", "django-cached", "blinker"),
+    )
+)
+register(
+    Scenario(
+        "bytes for 10 any-sender + 100 per-sender receivers, tables included",
+        64_000,
+        unit="B",
+        measure=bytes_for_table,
         must_beat=("django", "django-cached", "blinker"),
     )
 )

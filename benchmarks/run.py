@@ -104,7 +104,7 @@ def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -
         else:  # "us"
             result["value"][name] = statistics.median(values) * 1e6
     tocsin = net.get("tocsin")
-    for name in scenario.must_beat:
+    for name in (*scenario.must_beat, *([scenario.target_vs] if scenario.target_vs else [])):
         if tocsin is not None and name in net:
             result["vs"][name] = statistics.median(t / o for t, o in zip(tocsin, net[name], strict=True))
     return result
@@ -145,9 +145,14 @@ def verdict(scenario: Scenario, result: dict[str, Any]) -> str:
     problems = list(result["errors"])
     if value is None:
         return "n/a"
-    if scenario.target is not None and value > scenario.target + (0.5 if scenario.unit == "B" else 0):
+    if scenario.target_vs is not None:
+        value = result["vs"].get(scenario.target_vs)
+        if value is None:
+            problems.append(f"{scenario.target_vs} not measured")
+    slack = 0.5 if scenario.unit == "B" else 0  # bytes are printed rounded
+    if value is not None and scenario.target is not None and value > scenario.target + slack:
         problems.append("over target")
-    slower = [name for name, ratio in result["vs"].items() if ratio >= 1]
+    slower = [name for name, ratio in result["vs"].items() if ratio >= 1 and name in scenario.must_beat]
     if slower and scenario.unit != "B":
         problems.append("not faster than " + ", ".join(slower))
     if slower and scenario.unit == "B":
@@ -202,6 +207,8 @@ def render(
     ]
     for scenario, result in rows:
         target = "-" if scenario.target is None else ("≤ " + fmt(scenario.target, scenario.unit))
+        if scenario.target_vs is not None:
+            target += " " + scenario.target_vs
         cells = [fmt(result["value"].get(name), scenario.unit) for name in names]
         base_ns = result["ns"].get(BASELINE)
         baseline = "-" if scenario.baseline is None else scenario.baseline_name

@@ -54,7 +54,7 @@ _counter = itertools.count()
 def _global_state() -> dict[str, Any]:
     """The process-wide state that tests change and must restore, by what leaves it changed."""
     from tocsin._core import hooks as _hooks
-    from tocsin._core.records import R_WEAK
+    from tocsin._core.records import is_weak
     from tocsin._tools import mute as _mute
 
     logger = logging.getLogger("tocsin")
@@ -76,7 +76,7 @@ def _global_state() -> dict[str, Any]:
             for name, keys in (
                 (
                     f"{sig.module}.{sig.name}",
-                    frozenset(key for key, record in sig._records.items() if not record[R_WEAK]),
+                    frozenset(key for key, record in sig._records.items() if not is_weak(record)),
                 )
                 for sig in _hooks.live_signals()
                 if sig.module == "tocsin" or (sig.module or "").startswith("tocsin.")

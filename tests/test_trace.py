@@ -12,6 +12,7 @@ import pytest
 
 import tocsin
 from tocsin._core import hooks as _hooks
+from tocsin._core.plans import _table_of
 from tocsin._observability.observe import Observer, ReceiverEvent, SendEvent, observe
 from tocsin._observability.trace import trace
 
@@ -54,7 +55,7 @@ def assert_off(sig):
     assert _hooks.receiver_observer is None
     assert _hooks.global_interceptors() == ()
     sig.send(sender=None)  # publishes the table again
-    assert sig._routes is sig._table  # the fast path is back
+    assert sig._routes is _table_of(sig._routes)  # the fast path is back
 
 
 class TestObserve:

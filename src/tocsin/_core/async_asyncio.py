@@ -46,13 +46,12 @@ import threading
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
-from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from tocsin.exceptions import AsyncContextError
 
 from . import hooks as _hooks
-from .records import R_ASYNC, R_DEREF, R_FUNC, R_VIA
+from .records import is_async, resolve, via_of
 
 if TYPE_CHECKING:
     from .records import Record
@@ -125,10 +124,9 @@ def split(signal: Signal, sender: Any) -> tuple[list[Entry], list[Entry], list[E
 def _live(records: tuple[Record, ...]) -> list[Entry]:
     entries: list[Entry] = []
     for record in records:
-        obj = record[R_DEREF]()
-        if obj is not None:
-            func = record[R_FUNC]
-            entries.append((obj if func is None else MethodType(func, obj), record))
+        receiver = resolve(record)
+        if receiver is not None:
+            entries.append((receiver, record))
     return entries
 
 
@@ -220,11 +218,9 @@ async def _async_only(
     tasks: list[asyncio.Future[Any]] = []
     try:
         for record in records:
-            obj = record[R_DEREF]()
-            if obj is None:
+            receiver = resolve(record)
+            if receiver is None:
                 continue
-            func = record[R_FUNC]
-            receiver = obj if func is None else MethodType(func, obj)
             awaitable = receiver(signal=signal, sender=sender, **named)
             receivers.append(receiver)
             tasks.append(
@@ -318,10 +314,10 @@ async def _sequential(
     """
     responses: Responses = []
     for receiver, record in entries:
-        if record is not None and record[R_VIA] is not None:
+        if record is not None and via_of(record) is not None:
             call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
             result = call_entry(receiver, record, sender, named, robust=robust, method=_ROBUST)
-        elif record is not None and record[R_ASYNC]:
+        elif record is not None and is_async(record):
             result = await _call_async(signal, receiver, sender, named, robust=robust)
         else:
             batch = _SyncBatch(signal, [(receiver, record)], sender, named)

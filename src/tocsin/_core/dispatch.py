@@ -19,12 +19,8 @@ from . import async_asyncio as _async
 from . import hooks as _hooks
 from . import receivers as _receivers
 from .delivery import Deferred, DeferredCall
-from .plans import _INTERCEPT_TABLE, _MISSING, _STALE_TABLE, _published, _resolve, _SlowPlan
-from .records import (
-    R_ASYNC,
-    R_VIA,
-    Record,
-)
+from .plans import _MISSING, _STALE_TABLE, _routes_for, _SlowPlan, _table_of
+from .records import Record, is_async, resolve, via_of
 from .routing import Routing
 
 if TYPE_CHECKING:
@@ -105,9 +101,9 @@ class Dispatching(Routing):
     def _refresh_interceptors(self) -> None:
         with self._locked():
             self._interceptors = _hooks.global_interceptors() + self._own_interceptors
-            table = self._table
-            if table is not _STALE_TABLE:
-                self._publish(_INTERCEPT_TABLE if self._interceptors else _published(table))
+            routes = self._routes
+            if routes is not _STALE_TABLE:
+                self._publish(_routes_for(_table_of(routes), intercepted=bool(self._interceptors)))
 
     def _send_slow(
         self,
@@ -140,7 +136,7 @@ class Dispatching(Routing):
         if not isinstance(plan, _SlowPlan):
             # Resolve each weak receiver in its turn, never all up front: one
             # collected while an earlier receiver runs must be skipped.
-            for deref, func in plan:
+            for deref, func, _ in plan:  # a record (see records)
                 obj = deref()
                 if obj is not None:
                     receiver = obj if func is None else MethodType(func, obj)
@@ -152,14 +148,14 @@ class Dispatching(Routing):
         if plan.async_records:
             # Async receivers from sync code (see _async): refused before the
             # first receiver runs, so a refusal leaves nothing half-sent.
-            _async.check_no_running_loop(signal, _resolve(plan.async_records[0]))
+            _async.check_no_running_loop(signal, resolve(plan.async_records[0]))
         pending_async: list[tuple[Any, Record]] = []
         sequential = self.async_mode == "sequential"
         for record in plan.entries:
-            receiver = _resolve(record)
+            receiver = resolve(record)
             if receiver is None:
                 continue
-            if record[R_ASYNC] and record[R_VIA] is None:
+            if is_async(record) and via_of(record) is None:
                 pending_async.append((receiver, record))
                 if sequential:
                     responses += _async.run_async_receivers(
@@ -249,7 +245,7 @@ class Dispatching(Routing):
         return proceed(0)
 
     def _call_one(self, record: Record, receiver: Any, sender: Any, named: dict[str, Any]) -> Any:
-        via = record[R_VIA]
+        via = via_of(record)
         if via is not None:
             call = DeferredCall(receiver, self, sender, named)
             observer = _hooks.receiver_observer

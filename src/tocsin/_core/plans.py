@@ -1,12 +1,13 @@
 """Routing plans and tables: the data ``Signal.send`` reads without a lock.
 
-A routing table maps a sender key (see ``_senders``) to a *plan*: a tuple of
-``(deref, func)`` pairs (see ``_receivers``), already merged with the
-any-sender receivers and sorted by priority then connection order, which
-``send()``'s fast loop runs; or a :class:`_SlowPlan` for everything that loop
-cannot do (a stale table, senders keyed by value, a missing sender,
-interceptors, delivery policies, async receivers). A table is never mutated
-once published, except to drop a dead sender's key.
+A routing table maps a sender key (see ``senders``) to a *plan*: a tuple of
+connection records (see ``records``; shared with ``Signal._records``, not
+copied), already merged with the any-sender receivers and sorted by priority
+then connection order, which ``send()``'s fast loop runs; or a
+:class:`_SlowPlan` for everything that loop cannot do (a stale table,
+senders keyed by value, a missing sender, interceptors, delivery policies,
+async receivers). A table is never mutated once published, except to drop a
+dead sender's key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import inspect
 import operator
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from contextvars import ContextVar
 from types import FunctionType, MethodType
 from typing import Any, Final
@@ -22,17 +23,9 @@ from typing import Any, Final
 from tocsin.exceptions import InvalidArgumentError
 
 from . import senders as _senders
-from .records import (
-    R_ASYNC,
-    R_DEREF,
-    R_FUNC,
-    R_PRIORITY,
-    R_SCOPE,
-    R_VIA,
-    Record,
-)
+from .records import Record, is_async, is_plain, priority_of, scope_of, via_of
 
-__all__ = ["connection_key"]
+__all__: list[str] = []
 
 
 class _Missing:
@@ -67,15 +60,15 @@ class _SlowPlan:
         self.kind = kind
         self.entries = entries
         # asend's groups, computed once per plan rather than once per send.
-        self.via_records = tuple(r for r in entries if r[R_VIA] is not None)
-        self.async_records = tuple(r for r in entries if r[R_VIA] is None and r[R_ASYNC])
-        self.sync_records = tuple(r for r in entries if r[R_VIA] is None and not r[R_ASYNC])
-        self.scoped = any(r[R_SCOPE] is not None for r in entries)
+        self.via_records = tuple(r for r in entries if via_of(r) is not None)
+        self.async_records = tuple(r for r in entries if via_of(r) is None and is_async(r))
+        self.sync_records = tuple(r for r in entries if via_of(r) is None and not is_async(r))
+        self.scoped = any(scope_of(r) is not None for r in entries)
 
     def in_context(self) -> _SlowPlan:
         """Return the plan without the local connections whose scope is not active here."""
         active = active_scopes.get()
-        entries = tuple(r for r in self.entries if r[R_SCOPE] is None or r[R_SCOPE] in active)
+        entries = tuple(r for r in self.entries if scope_of(r) is None or scope_of(r) in active)
         return _SlowPlan(self.kind, entries)
 
 
@@ -84,22 +77,28 @@ _BY_VALUE: Final = _SlowPlan("by-value")  # look the sender up by value
 _NO_SENDER: Final = _SlowPlan("no-sender")  # send() without a sender: an error
 _INTERCEPTED: Final = _SlowPlan("intercepted")  # interceptors are installed
 _STALE_TABLE: Final[dict[Hashable, Any]] = {_DEFAULT: _STALE}
-_INTERCEPT_TABLE: Final[dict[Hashable, Any]] = {_DEFAULT: _INTERCEPTED}
+_TABLE: Final = "table"  # in the routes published while intercepting: the table (see _routes_for)
 # Published instead of a table without any receiver: send() returns at once.
 _EMPTY_ROUTES: Final[dict[Hashable, Any]] = {_DEFAULT: (), id(_MISSING): _NO_SENDER}
 
 
-def connection_key(rkey: Hashable, skey: Hashable) -> Hashable:
-    """The key of a connection in ``Signal._records``.
+def _routes_for(table: dict[Hashable, Any], *, intercepted: bool) -> dict[Hashable, Any]:
+    """The routes ``send()`` reads for *table*, stored in ``Signal._routes``.
 
-    ``(receiver key, sender key)``, except for connections to any sender,
-    the most common: the receiver key alone when it is an ``id()`` (no tuple
-    to allocate, 56 bytes less per connection), else ``(receiver key,)``.
-    Ints, 1-tuples and 2-tuples never compare equal, so keys stay distinct.
+    While interceptors are installed, routes sending every sender to the slow
+    path, which finds *table* in them (see :func:`_table_of`). Otherwise the
+    table itself, or the shared empty routes when it has no receiver. One
+    attribute holds both, so ``connect()`` invalidates with one store.
     """
-    if skey == _ANY_KEY:
-        return rkey if rkey.__class__ is int else (rkey,)
-    return (rkey, skey)
+    if intercepted:
+        return {_DEFAULT: _INTERCEPTED, _TABLE: table}  # str keys: never a sender's
+    return _published(table)
+
+
+def _table_of(routes: dict[Hashable, Any]) -> dict[Hashable, Any]:
+    """The routing table behind published *routes* (``_STALE_TABLE`` if stale)."""
+    table: dict[Hashable, Any] = routes.get(_TABLE, routes)
+    return table
 
 
 def _published(table: dict[Hashable, Any]) -> dict[Hashable, Any]:
@@ -110,12 +109,12 @@ def _published(table: dict[Hashable, Any]) -> dict[Hashable, Any]:
     return table
 
 
-Plan = Any  # tuple of (deref, func) pairs, or a _SlowPlan
+Plan = Any  # tuple of records, or a _SlowPlan
 
 
 def _sort_key(entry: tuple[int, Record]) -> tuple[int, int]:
     position, record = entry
-    return (-record[R_PRIORITY], position)
+    return (-priority_of(record), position)
 
 
 def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
@@ -123,10 +122,10 @@ def _make_plan(entries: list[tuple[int, Record]]) -> Plan:
     # Connection order is the order of Signal._records (a record is never
     # re-inserted), so records carry no sequence number: one int less each.
     entries.sort(key=_sort_key)
-    records = [record for _, record in entries]
-    if any(r[R_VIA] is not None or r[R_ASYNC] or r[R_SCOPE] is not None for r in records):
-        return _SlowPlan("full", tuple(records))
-    return tuple((r[R_DEREF], r[R_FUNC]) for r in records)
+    records = tuple([record for _, record in entries])
+    if all(map(is_plain, records)):
+        return records  # the records themselves: a plan copies nothing
+    return _SlowPlan("full", records)
 
 
 def _bad_via(via: object) -> InvalidArgumentError:
@@ -148,14 +147,3 @@ def _check_priority(priority: object) -> int:
     except TypeError:
         msg = f"priority must be an int (higher runs first); got {priority!r}."
         raise InvalidArgumentError(msg) from None
-
-
-def _bind(obj: Any, func: Callable[..., Any]) -> Any:
-    return None if obj is None else MethodType(func, obj)
-
-
-def _resolve(record: Record) -> Any:
-    obj = record[R_DEREF]()
-    if obj is None or record[R_FUNC] is None:
-        return obj
-    return MethodType(record[R_FUNC], obj)

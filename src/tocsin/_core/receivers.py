@@ -29,7 +29,7 @@ from typing import Any
 from tocsin.exceptions import DuplicateReceiverWarning, ReceiverNotCallableError, ReceiverSignatureError
 
 from . import inline as _inline
-from .records import R_DEREF, R_FUNC, Record
+from .records import Record, receiver_function, resolve
 
 __all__ = [
     "Deref",
@@ -415,11 +415,9 @@ def module_copies(records: Iterable[Record]) -> list[tuple[types.FunctionType, t
     first_seen: dict[_CodeKey, types.FunctionType] = {}
     found = []
     for record in records:
-        func = record[R_FUNC]
-        if func is None:
-            func = record[R_DEREF]()
-            if type(func) is types.MethodType:
-                func = func.__func__
+        func = receiver_function(record)
+        if type(func) is types.MethodType:
+            func = func.__func__
         if type(func) is not types.FunctionType:
             continue
         code = func.__code__
@@ -453,8 +451,5 @@ def identity_of(record: Record) -> object | None:
     The same identity whether or not it was connected with ``dispatch_uid=``,
     for tools that select connections by receiver (muting).
     """
-    obj = record[R_DEREF]()
-    if obj is None:
-        return None
-    func = record[R_FUNC]
-    return (id(obj), id(func)) if func is not None else receiver_key(obj)
+    receiver = resolve(record)
+    return None if receiver is None else receiver_key(receiver)

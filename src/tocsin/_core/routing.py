@@ -9,7 +9,8 @@ drops its key from the published table at once, before its id can be
 reused, and its connections (with the receivers held strongly for it) as
 soon as the lock is free: at once if the callback can take the lock without
 waiting, else by whoever holds it, as they release it (see
-``make_death_callback``). Objects released while the lock is held are
+``make_death_callback``); the sender's anchor names its connections (see
+``records.SenderRef``), so a death scans nothing else. Objects released while the lock is held are
 handed back to the caller to drop after it is released, so a ``__del__``
 using the signal cannot deadlock.
 """
@@ -22,6 +23,8 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from tocsin.exceptions import InvalidArgumentError
+
 from . import hooks as _hooks
 from . import receivers as _receivers
 from . import senders as _senders
@@ -30,26 +33,32 @@ from .plans import (
     _ANY_KEY,
     _BY_VALUE,
     _DEFAULT,
-    _INTERCEPT_TABLE,
     _MISSING,
     _NO_SENDER,
     _STALE_TABLE,
     Plan,
-    _bind,
     _check_priority,
     _make_plan,
-    _published,
-    _resolve,
+    _routes_for,
     _SlowPlan,
-    connection_key,
+    _table_of,
 )
 from .records import (
-    R_DEREF,
-    R_SENDER_ANCHOR,
-    R_SENDER_KEY,
-    R_SENDER_KIND,
-    R_UID,
     Record,
+    SenderRef,
+    anchor_of,
+    attach,
+    connection_key,
+    connections_of,
+    detach,
+    dispatch_uid_of,
+    hold_sender,
+    make_record,
+    receiver_alive,
+    resolve,
+    sender_by_value,
+    sender_died,
+    sender_key,
     sender_of,
 )
 
@@ -58,6 +67,8 @@ if TYPE_CHECKING:
     from .signal import Signal
 
 __all__ = ["Routing"]
+
+_DEAD: Any = object()  # the sender of a record whose weakly held sender died
 
 
 def make_death_callback(signal: Routing) -> Callable[[weakref.ref[Any]], None]:
@@ -78,20 +89,21 @@ def make_death_callback(signal: Routing) -> Callable[[weakref.ref[Any]], None]:
         sig = signal_ref()
         if sig is None:
             return
-        key = sig._anchor_keys.get(id(ref))  # noqa: SLF001 - the signal's own callback
-        if key is None:  # a receiver
-            sig._dead = True  # noqa: SLF001
+        if ref.__class__ is not SenderRef:  # a receiver
+            sig._dead = True  # noqa: SLF001 - the signal's own callback
             sig._invalidate()  # noqa: SLF001
             return
         # A dead sender's id may be reused as soon as this returns: drop its
         # route now. Popping from a dict needs no lock.
-        sig._table.pop(key, None)  # noqa: SLF001
-        sig._routes.pop(key, None)  # noqa: SLF001
+        key = ref.key
+        routes = sig._routes  # noqa: SLF001 - read once: a rebuild may replace it meanwhile
+        routes.pop(key, None)
+        _table_of(routes).pop(key, None)
         sig._invalidate()  # noqa: SLF001
         lock = sig._lock  # noqa: SLF001
         if lock.acquire(blocking=False):
             try:
-                _dropped = sig._drop_sender(key, ref)  # noqa: SLF001 - freed after the release
+                _dropped = sig._drop_sender(ref)  # noqa: SLF001 - freed after the release
             finally:
                 lock.release()
         else:
@@ -114,12 +126,9 @@ class Routing:
 
     _lock: threading.Lock
     _records: dict[Hashable, Record]
-    _table: dict[Hashable, Plan]
     _routes: dict[Hashable, Plan]
     _own_interceptors: tuple[_hooks.Interceptor, ...]
     _interceptors: tuple[_hooks.Interceptor, ...]
-    _anchor_keys: dict[int, Hashable]
-    _sender_anchors: dict[Hashable, tuple[Any, dict[Hashable, None]]]  # key -> (anchor, its connections)
     _dead: bool
     _unscanned: bool
     _filter: _hooks.ConnectionFilter | None
@@ -128,26 +137,80 @@ class Routing:
     _death_callback: Callable[[weakref.ref[Any]], None]
     async_mode: Literal["concurrent", "sequential"]
 
-    def _hold_sender(self, skey: Hashable, kind: str, sender: object, key: Hashable) -> Any:
-        """Return the anchor of *sender*, shared by all its connections; *key* is a new one."""
-        if kind in ("any", "value"):
-            return None
-        held = self._sender_anchors.get(skey)
-        if held is not None:
-            held[1][key] = None
-            return held[0]
-        anchor = weakref.ref(sender, self._death_callback) if kind == "weak" else sender
-        self._sender_anchors[skey] = (anchor, {key: None})
-        if kind == "weak":
-            self._anchor_keys[id(anchor)] = skey
-        return anchor
+    def _connect_general(  # noqa: PLR0917 - connect()'s arguments, passed on
+        self,
+        receiver: Callable[..., Any],
+        sender: object,
+        weak: bool,  # noqa: FBT001 - connect()'s positional argument
+        dispatch_uid: Hashable | None,
+        priority: int,
+        via: DeliveryPolicy | None,
+        scope: object = None,
+    ) -> Hashable:
+        """``connect()`` beyond its inlined common cases; return the connection's key.
 
-    def _release_sender(self, skey: Hashable, key: Hashable) -> None:
-        anchor, keys = self._sender_anchors[skey]
-        keys.pop(key, None)
-        if not keys:
-            del self._sender_anchors[skey]
-            self._anchor_keys.pop(id(anchor), None)
+        With a *scope*, make a local connection (see ``connected_to``): its
+        key holds the scope, so it is always new. ``_inline.calibrate``
+        measures the reference count of a temporary receiver through this
+        path (``Signal.connect`` -> here -> ``receivers.prepare``).
+
+        Raises:
+            ReceiverNotCallableError: *receiver* is not callable.
+            ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+            InvalidArgumentError: a *via* or *priority* of the wrong kind.
+        """
+        rkey, deref, func, _is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
+        if via is not None:
+            _check_policy(via, receiver, self)  # callable, and willing (see delivery.check_policy)
+        if priority.__class__ is not int:
+            priority = _check_priority(priority)
+        if dispatch_uid is not None:
+            rkey = ("uid", dispatch_uid)
+        skey, anchor = hold_sender(sender, self._death_callback)
+        key = connection_key(rkey, skey) if scope is None else (rkey, skey, scope)
+        record = make_record(
+            deref,
+            func,
+            anchor,
+            priority=priority,
+            dispatch_uid=dispatch_uid,
+            via=via,
+            is_async=is_async,
+            scope=scope,
+        )
+        # Everything was worked out before taking the lock; weak references
+        # made for a duplicate are simply dropped.
+        with self._locked():
+            if self._dead:
+                _swept = self._sweep()  # freed after the lock is released
+            # No sequence number: connection order is the order of _records (see
+            # _make_plan). One lookup both checks for a duplicate and inserts.
+            if self._records.setdefault(key, record) is not record:
+                return key
+            if anchor.__class__ is SenderRef:
+                attach(anchor, key)
+            self._invalidate()
+            if scope is None:
+                self._unscanned = True  # local connections, made per request, skip the scan
+            watcher = _hooks.connection_watcher
+            if watcher is not None and watcher.watches(cast("Signal", self)):
+                self._changes.append((True, record, receiver))
+        if self._changes:
+            self._report_changes()
+        return key
+
+    def _connection_key(
+        self, receiver: Callable[..., Any] | None, sender: object, dispatch_uid: Hashable | None
+    ) -> Hashable:
+        """The key ``connect()`` stored the connection under (see ``disconnect()``)."""
+        if dispatch_uid is not None:
+            rkey: Hashable = ("uid", dispatch_uid)
+        elif receiver is None:
+            msg = "Signal.disconnect() needs the receiver or the dispatch_uid it was connected with."
+            raise InvalidArgumentError(msg)
+        else:
+            rkey = _receivers.receiver_key(receiver)
+        return connection_key(rkey, _senders.send_key(sender))
 
     def _remove(self, key: Hashable, *, collected: bool = False) -> Record | None:
         """Drop the connection *key* and return its record (None if absent). Lock held."""
@@ -157,22 +220,26 @@ class Routing:
         watcher = _hooks.connection_watcher
         if watcher is not None and watcher.watches(cast("Signal", self)):
             self._changes.append((False, record, collected))
-        if record[R_SENDER_KIND] in ("weak", "strong"):
-            self._release_sender(record[R_SENDER_KEY], key)
+        if record[2] is not None:  # a sender of its own (see records; disconnect() inlines this)
+            anchor = anchor_of(record)
+            if anchor.__class__ is SenderRef:
+                detach(anchor, key)
         return record
 
-    def _drop_sender(self, skey: Hashable, anchor: weakref.ref[Any]) -> list[object]:
-        """Drop the connections of the dead sender *skey*. Lock held.
+    def _drop_sender(self, anchor: SenderRef) -> list[object]:
+        """Drop the connections of the dead sender of *anchor*. Lock held.
 
-        Only its own connections, found through its anchor: a sweep of every
+        Only its own connections, named by its anchor: a sweep of every
         connection per dying sender would make many deaths quadratic. Returns
         the dropped records, to be released after the lock (see ``_sweep``).
         """
-        held = self._sender_anchors.get(skey)
-        if held is None or held[0] is not anchor:  # swept already
-            return []
-        dropped: list[object] = [self._remove(key, collected=True) for key in list(held[1])]
-        self._invalidate()
+        dropped: list[object] = []
+        for key in connections_of(anchor):
+            record = self._records.get(key)
+            if record is not None and anchor_of(record) is anchor:
+                dropped.append(self._remove(key, collected=True))
+        if dropped:
+            self._invalidate()
         return dropped
 
     def _sweep_released(self) -> None:
@@ -214,8 +281,7 @@ class Routing:
         self._dead = False
         dropped: list[object] = []
         for key, record in list(self._records.items()):
-            anchor = record[R_SENDER_ANCHOR]
-            if record[R_DEREF]() is None or (record[R_SENDER_KIND] == "weak" and anchor() is None):
+            if not receiver_alive(record) or sender_died(record):
                 dropped.append(self._remove(key, collected=True))
                 self._invalidate()
         return dropped
@@ -231,32 +297,8 @@ class Routing:
         priority: int,
         via: DeliveryPolicy | None,
     ) -> Hashable:
-        """Make a local connection for *scope* (see ``connected_to``) and return its key.
-
-        What ``connect()`` does, without its inlined fast path: local
-        connections are rare, and each one is new (its key holds *scope*).
-        """
-        rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
-        if via is not None:
-            _check_policy(via, receiver, self)
-        priority = _check_priority(priority)
-        if dispatch_uid is not None:
-            rkey = ("uid", dispatch_uid)
-        skey, kind = _senders.classify(sender)
-        key = (rkey, skey, scope)  # never equal to a connect() key: an int, 1- or 2-tuple
-        with self._locked():
-            if self._dead:
-                _swept = self._sweep()  # freed after the lock is released
-            anchor = self._hold_sender(skey, kind, sender, key)
-            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind)
-            self._records[key] = (*record, scope)
-            self._invalidate()
-            watcher = _hooks.connection_watcher
-            if watcher is not None and watcher.watches(cast("Signal", self)):
-                self._changes.append((True, self._records[key], receiver))
-        if self._changes:
-            self._report_changes()
-        return key
+        """Make a local connection for *scope* (see ``connected_to``) and return its key."""
+        return self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, scope)
 
     def _disconnect_key(self, key: Hashable) -> bool:
         """Remove the connection stored under *key* (see ``_connect_scoped``)."""
@@ -275,17 +317,18 @@ class Routing:
 
         Lets ``@receiver`` undo only the connections it made itself.
         """
-        rkey = ("uid", dispatch_uid) if dispatch_uid is not None else _receivers.receiver_key(receiver)
+        key = self._connection_key(receiver, sender, dispatch_uid)
         with self._locked():
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
-            return connection_key(rkey, _senders.send_key(sender)) in self._records
+            return key in self._records
 
     def _rebuild(self) -> dict[Hashable, Plan]:
         """Publish a routing table for the current connections."""
         with self._locked():
-            if self._table is not _STALE_TABLE:
-                return self._table
+            routes = self._routes  # read once: a sender's death callback may replace it meanwhile
+            if routes is not _STALE_TABLE:
+                return _table_of(routes)
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
             # Holding every live sender until the table is published means a
@@ -299,17 +342,15 @@ class Routing:
             for position, record in enumerate(self._records.values()):
                 if skip is not None and skip(record):
                     continue
-                anchor = record[R_SENDER_ANCHOR]
-                if record[R_SENDER_KIND] == "any":
+                sender = sender_of(record, dead=_DEAD)
+                if sender is None:
                     any_records.append((position, record))
                     continue
-                if record[R_SENDER_KIND] == "weak":
-                    sender = anchor()
-                    if sender is None:
-                        continue
-                    alive.append(sender)
-                by_value = by_value or record[R_SENDER_KIND] == "value"
-                by_sender.setdefault(record[R_SENDER_KEY], []).append((position, record))
+                if sender is _DEAD:
+                    continue
+                alive.append(sender)
+                by_value = by_value or sender_by_value(record)
+                by_sender.setdefault(sender_key(record), []).append((position, record))
             table: dict[Hashable, Plan] = {
                 skey: _make_plan(any_records + records) for skey, records in by_sender.items()
             }
@@ -317,8 +358,7 @@ class Routing:
             table[_senders.ANY_KEY] = any_plan
             table[_DEFAULT] = _BY_VALUE if by_value else any_plan
             table[id(_MISSING)] = _NO_SENDER
-            self._table = table
-            self._publish(_INTERCEPT_TABLE if self._interceptors else _published(table))
+            self._publish(_routes_for(table, intercepted=bool(self._interceptors)))
             copies = None
             if self._unscanned:  # only after connect(): local connections made per request skip it
                 self._unscanned = False
@@ -330,9 +370,7 @@ class Routing:
         return table
 
     def _invalidate(self) -> None:
-        # Order matters for lock-free readers: a send reading _routes after
-        # this sees the stale table and rebuilds.
-        self._table = _STALE_TABLE
+        # A send reading _routes after this sees the stale table and rebuilds.
         self._publish(_STALE_TABLE)
 
     def _publish(self, routes: dict[Hashable, Plan]) -> None:
@@ -357,15 +395,15 @@ class Routing:
         reported: list[_hooks.ConnectionChange] = []
         for connected, record, extra in changes:
             sender = sender_of(record)
-            uid = record[R_UID]
+            uid = dispatch_uid_of(record)
             if connected:
                 reported.append((True, extra, sender, uid, False))
             else:
-                reported.append((False, _resolve(record), sender, uid, extra))
+                reported.append((False, resolve(record), sender, uid, extra))
         watcher.changed(cast("Signal", self), reported)
 
     def _plan_for(self, sender: object) -> Plan:
-        routes = self._table
+        routes = _table_of(self._routes)
         if routes is _STALE_TABLE:
             routes = self._rebuild()
             if self._changes:
@@ -388,11 +426,8 @@ class Routing:
         plan = self._plan_for(sender)
         if isinstance(plan, _SlowPlan):
             return plan.entries
-        # Fast plans keep only (deref, func); map back to their records by the
-        # identity of deref, which each record owns. Never by value: a weakref
-        # hashes its referent, which may be unhashable or already dead.
-        by_deref = {id(r[R_DEREF]): r for r in list(self._records.values())}
-        return [by_deref[id(deref)] for deref, _ in plan if id(deref) in by_deref]
+        records: tuple[Record, ...] = plan  # a fast plan is a tuple of records
+        return records
 
     def _is_quiet(self, sender: object) -> bool:
         """Whether a send from *sender* certainly reaches nobody, right now.
@@ -425,7 +460,7 @@ class Routing:
         """
         plan = self._plan_for(sender)
         if isinstance(plan, _SlowPlan):
-            pairs: list[tuple[Any, Record | None]] = [(_resolve(r), r) for r in plan.entries]
+            pairs: list[tuple[Any, Record | None]] = [(resolve(r), r) for r in plan.entries]
         else:
-            pairs = [(deref() if func is None else _bind(deref(), func), None) for deref, func in plan]
+            pairs = [(resolve(r), None) for r in plan]
         return [pair for pair in pairs if pair[0] is not None]

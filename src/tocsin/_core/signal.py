@@ -6,7 +6,7 @@ Design, in the order a send sees it:
   ``_lock``. Every change replaces ``_routes`` with a table that sends a
   sender to the slow path, which rebuilds the table under the lock.
 * The routing table maps a sender key (see ``_senders``) to a *plan*: a tuple
-  of ``(deref, func)`` pairs (see ``_receivers``) already merged with the
+  of the connection records (see ``records``) already merged with the
   any-sender receivers and sorted by priority, then connection order. One
   dict lookup finds a sender's receivers; a table is never mutated once
   published except to drop a dead sender, so a send uses a consistent
@@ -27,10 +27,12 @@ died meanwhile.
 
 from __future__ import annotations
 
+import inspect
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 from tocsin.exceptions import InvalidArgumentError
 
@@ -41,10 +43,8 @@ from . import inline as _inline
 from . import pause as _pause
 from . import receivers as _receivers
 from . import senders as _senders
-from .delivery import check_policy as _check_policy
 from .dispatch import Dispatching
 from .plans import (
-    _ANY_KEY,
     _CO_VARKEYWORDS,
     _DEFAULT,
     _EMPTY_ROUTES,
@@ -52,23 +52,19 @@ from .plans import (
     _MISSING,
     _STALE_TABLE,
     Plan,
-    _check_priority,
     _FunctionType,
-    _MethodType,
-    _resolve,
     _weakref,
 )
 from .records import (
-    R_ASYNC,
-    R_PRIORITY,
-    R_SCOPE,
-    R_SENDER_KIND,
-    R_UID,
-    R_VIA,
-    R_WEAK,
     Connection,
     Record,
-    sender_of,
+    SenderRef,
+    attach,
+    connection_key,
+    detach,
+    find_anchor,
+    resolve,
+    snapshot,
 )
 from .routing import make_death_callback
 
@@ -82,6 +78,36 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # connect()'s fast path takes functions with **kwargs, neither async nor nested.
 _KWARGS_NESTED_OR_ASYNC = _KWARGS_OR_ASYNC | _inline.CO_NESTED
+_NO_PRIORITY = 0  # connect()'s default, compared by identity on its inlined path
+_getweakrefcount = weakref.getweakrefcount
+
+
+class _KeywordsOnly:
+    """Marks where connect()'s keyword-only parameters begin.
+
+    ``priority`` and ``via`` are keyword-only, but declaring them after ``*``
+    would make every call of connect() take CPython's unspecialised call path
+    (3.11 never specialises a call to a function with keyword-only
+    parameters), about 60 ns more per call. They follow this placeholder
+    instead: a fifth positional argument lands here and is refused, as Python
+    would refuse it. ``inspect.signature(Signal.connect)`` shows the declared
+    signature.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<keyword-only parameters follow>"
+
+
+_KEYWORDS_ONLY: Final = _KeywordsOnly()
+
+
+def _positional_options(value: object) -> TypeError:
+    return TypeError(
+        "Signal.connect() takes at most 4 positional arguments (receiver, sender, weak, "
+        f"dispatch_uid); got a fifth, {value!r}. Pass priority= and via= by keyword."
+    )
 
 
 class Signal(Dispatching):
@@ -146,14 +172,11 @@ class Signal(Dispatching):
         self.async_mode = async_mode
         self._lock = threading.Lock()
         self._records: dict[Hashable, Record] = {}
-        # _table is the real routing table; _routes is what send() reads: the
-        # same table, or a constant one sending everything to the slow path.
-        self._table: dict[Hashable, Plan] = _STALE_TABLE
+        # What send() reads (see plans._routes_for): the routing table, or routes
+        # sending every sender to the slow path (stale, or interceptors installed).
         self._routes: dict[Hashable, Plan] = _STALE_TABLE
         self._own_interceptors: tuple[_hooks.Interceptor, ...] = ()
         self._interceptors: tuple[_hooks.Interceptor, ...] = ()
-        self._anchor_keys: dict[int, Hashable] = {}  # id(sender weakref) -> sender key
-        self._sender_anchors: dict[Hashable, tuple[Any, dict[Hashable, None]]] = {}  # (anchor, keys)
         self._dead = False
         self._filter: _hooks.ConnectionFilter | None = None  # see hooks.set_connection_filter
         self._publication_watcher: Callable[[], None] | None = None  # see hooks.set_publication_watcher
@@ -217,13 +240,13 @@ class Signal(Dispatching):
         via: DeliveryPolicy | None = ...,
     ) -> Callable[[_F], _F]: ...
 
-    def connect(  # noqa: C901, PLR0912, PLR0915 - the hot path is inlined on purpose (see benchmarks/)
+    def connect(  # noqa: C901, PLR0912, PLR0917 - inlined hot path; keyword-only: see _KeywordsOnly
         self,
         receiver: Callable[..., Any] | None = None,
         sender: object = None,
         weak: bool = True,  # noqa: FBT001, FBT002 - Django's signature
         dispatch_uid: Hashable | None = None,
-        *,
+        _keywords_only: object = _KEYWORDS_ONLY,
         priority: int = 0,
         via: DeliveryPolicy | None = None,
     ) -> Any:
@@ -249,16 +272,6 @@ class Signal(Dispatching):
             ReceiverNotCallableError: *receiver* is not callable.
             ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
         """
-        if receiver is None:
-
-            def decorator(func: _F) -> _F:
-                with _inline.kept_by_caller(func):  # bound to a name next: weak if nested
-                    self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
-                return func
-
-            return decorator
-        # Everything about the receiver is worked out before taking the lock;
-        # a weak reference made for a duplicate is simply dropped.
         if (
             type(receiver) is _FunctionType
             and weak
@@ -269,48 +282,59 @@ class Signal(Dispatching):
             # ... and has no attributes set on it: no coroutine marker
             # (inspect's or asgiref's, see _receivers).
             and not receiver.__dict__
+            # Every option at its default: `is` is exact for the int 0 (cached
+            # by CPython); any other zero takes the general path, which checks it.
+            and priority is _NO_PRIORITY
+            and dispatch_uid is None
+            and via is None
+            and _keywords_only is _KEYWORDS_ONLY
         ):
-            # The common receiver, a module-level function: inline what
-            # _receivers.prepare() would conclude.
-            rkey: Hashable = id(receiver)
-            deref: Any = _weakref(receiver, self._death_callback)
-            func = None
-            is_weak = True
-            is_async = False
+            # The common connection, a module-level function: inline what
+            # _connect_general() would do (see records for the record and key).
+            if sender is None:
+                key: Hashable = id(receiver)  # see connection_key()
+                anchor: Any = None
+                record: Record = (_weakref(receiver, self._death_callback), None, None)
+            elif type(sender).__weakrefoffset__:  # a sender matched by identity
+                # Inline records.hold_sender().
+                anchor = find_anchor(sender, self._death_callback) if _getweakrefcount(sender) else None
+                if anchor is None:
+                    anchor = SenderRef(sender, self._death_callback)
+                    anchor.conns = None
+                    anchor.key = id(sender)  # set last: see find_anchor()
+                key = id(receiver) << 64 | anchor.key  # see connection_key()
+                record = (_weakref(receiver, self._death_callback), None, anchor)
+            else:
+                self._connect_general(receiver, sender, weak, dispatch_uid, priority, via)
+                return receiver
+        elif _keywords_only is not _KEYWORDS_ONLY:
+            raise _positional_options(_keywords_only)
+        elif receiver is None:
+            # Built elsewhere: a closure here would make every call of
+            # connect() allocate cells for the variables it captures.
+            return _connect_decorator(self, sender, weak, dispatch_uid, priority, via)
         else:
-            rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
-        if via is not None:
-            _check_policy(via, receiver, self)  # callable, and willing (see delivery.check_policy)
-        if priority.__class__ is not int:
-            priority = _check_priority(priority)
-        if dispatch_uid is not None:
-            rkey = ("uid", dispatch_uid)
-        if sender is None:
-            skey: Hashable = _ANY_KEY
-            kind: str = "any"
-            key: Hashable = rkey if rkey.__class__ is int else (rkey,)  # inline connection_key()
-        else:
-            skey, kind = _senders.classify(sender)
-            key = (rkey, skey)
+            # Called from here, not through a helper: _inline.calibrate
+            # measures a temporary's reference count through this very call.
+            self._connect_general(receiver, sender, weak, dispatch_uid, priority, via)
+            return receiver
+        # Everything was worked out before taking the lock; weak references
+        # made for a duplicate are simply dropped.
         lock = self._lock
         lock.acquire()  # not `with`: try/finally is about twice as fast here
         try:
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
-            records = self._records
-            if kind != "any":
-                if key in records:
-                    return receiver
-                anchor = self._hold_sender(skey, kind, sender, key)
-            else:
-                anchor = None
-            # No sequence number: connection order is the order of _records (see _make_plan).
-            record = (deref, func, skey, anchor, is_weak, dispatch_uid, priority, via, is_async, kind, None)
-            # One lookup both checks for a duplicate and inserts.
-            if records.setdefault(key, record) is not record:
+            # No sequence number: connection order is the order of _records (see
+            # _make_plan). One lookup both checks for a duplicate and inserts.
+            if self._records.setdefault(key, record) is not record:
                 return receiver
-            self._table = _STALE_TABLE  # inline _invalidate()
-            self._routes = _STALE_TABLE
+            if anchor is not None:  # the sender's death drops this connection (see _routing)
+                if anchor.conns is None:
+                    anchor.conns = key  # inline attach() for a sender's first connection
+                else:
+                    attach(anchor, key)
+            self._routes = _STALE_TABLE  # inline _invalidate()
             if self._publication_watcher is not None:  # see hooks.set_publication_watcher
                 self._publication_watcher()
             self._unscanned = True  # look for module copies at the next rebuild
@@ -325,7 +349,7 @@ class Signal(Dispatching):
             self._report_changes()
         return receiver
 
-    def disconnect(
+    def disconnect(  # noqa: C901, PLR0912 - the hot path is inlined on purpose (see benchmarks/)
         self,
         receiver: Callable[..., Any] | None = None,
         sender: object = None,
@@ -341,31 +365,35 @@ class Signal(Dispatching):
         Returns:
             True if a connection was removed, False if there was none.
         """
-        if dispatch_uid is not None:
-            rkey: Hashable = ("uid", dispatch_uid)
-        elif receiver is None:
-            msg = "Signal.disconnect() needs the receiver or the dispatch_uid it was connected with."
-            raise InvalidArgumentError(msg)
-        elif type(receiver) is _MethodType:
-            rkey = _receivers.receiver_key(receiver)
+        if type(receiver) is _FunctionType and dispatch_uid is None:
+            # Inline connection_key(receiver_key(receiver), send_key(sender)).
+            if sender is None:
+                key: Hashable = id(receiver)
+            elif type(sender).__weakrefoffset__:
+                key = id(receiver) << 64 | id(sender)
+            else:
+                key = connection_key(id(receiver), _senders.send_key(sender))
         else:
-            rkey = id(receiver)  # inline receiver_key()
-        if sender is None:
-            key: Hashable = rkey if rkey.__class__ is int else (rkey,)  # inline connection_key()
-        else:
-            key = (rkey, _senders.send_key(sender))
+            key = self._connection_key(receiver, sender, dispatch_uid)
         lock = self._lock
         lock.acquire()  # not `with`: see connect()
         try:
             if self._dead:
                 _swept = self._sweep()  # freed after the lock is released
-            # Keep the record until the lock is released: it may hold the last
-            # reference to a receiver whose __del__ uses this signal.
-            removed = self._remove(key)
+            # Inline _remove(). Keep the record until the lock is released: it
+            # may hold the last reference to a receiver whose __del__ uses this signal.
+            removed = self._records.pop(key, None)
             if removed is None:
                 return False
-            self._table = _STALE_TABLE  # inline _invalidate()
-            self._routes = _STALE_TABLE
+            link = removed[2]
+            if link is not None:  # a sender of its own: the anchor forgets this connection
+                anchor = link[0] if link.__class__ is tuple else link
+                if anchor.__class__ is SenderRef:
+                    detach(anchor, key)
+            watcher = _hooks.connection_watcher
+            if watcher is not None and watcher.watches(self):
+                self._changes.append((False, removed, False))
+            self._routes = _STALE_TABLE  # inline _invalidate()
             if self._publication_watcher is not None:  # see hooks.set_publication_watcher
                 self._publication_watcher()
         finally:
@@ -384,7 +412,7 @@ class Signal(Dispatching):
 
         Bound methods held weakly come back as new bound method objects.
         """
-        live = (_resolve(record) for record in self._records_for(sender))
+        live = (resolve(record) for record in self._records_for(sender))
         return [receiver for receiver in live if receiver is not None]
 
     def has_listeners(self, sender: object = None) -> bool:
@@ -409,29 +437,8 @@ class Signal(Dispatching):
             records = list(self._records.values())
         if self._changes:
             self._report_changes()
-        result = []
-        for record in records:
-            receiver = _resolve(record)
-            sender = sender_of(record)
-            if receiver is None or (record[R_SENDER_KIND] == "weak" and sender is None):
-                continue
-            module, qualname, where = _receivers.describe(receiver)
-            result.append(
-                Connection(
-                    receiver=receiver,
-                    sender=sender,
-                    weak=record[R_WEAK],
-                    dispatch_uid=record[R_UID],
-                    priority=record[R_PRIORITY],
-                    via=record[R_VIA],
-                    is_async=record[R_ASYNC],
-                    module=module,
-                    qualname=qualname,
-                    where=where,
-                    local=record[R_SCOPE] is not None,
-                )
-            )
-        return result
+        snapshots = (snapshot(record, _receivers.describe) for record in records)
+        return [connection for connection in snapshots if connection is not None]
 
     # ---- sending -----------------------------------------------------------
 
@@ -462,7 +469,7 @@ class Signal(Dispatching):
         if plan.__class__ is not tuple or "signal" in named:
             return self._send_slow(sender, named.pop("signal", _MISSING), named, robust=False)
         responses = []
-        for deref, func in plan:
+        for deref, func, _ in plan:  # a record (see records)
             receiver = deref()
             if receiver is not None:
                 if func is not None:
@@ -497,7 +504,7 @@ class Signal(Dispatching):
         if plan.__class__ is not tuple or "signal" in named:
             return self._send_slow(sender, named.pop("signal", _MISSING), named, robust=True)
         responses: list[tuple[Any, Any]] = []
-        for deref, func in plan:
+        for deref, func, _ in plan:  # a record (see records)
             receiver = deref()
             if receiver is not None:
                 if func is not None:
@@ -521,6 +528,40 @@ class Signal(Dispatching):
         return _pause.Paused(self, reduce, on_error=on_error)
 
     # ---- interceptors (see _hooks) -------------------------------------------
+
+
+def _declared_connect(
+    self: Signal,
+    receiver: Callable[..., Any] | None = None,
+    sender: object = None,
+    weak: bool = True,  # noqa: FBT001, FBT002 - Django's signature
+    dispatch_uid: Hashable | None = None,
+    *,
+    priority: int = 0,
+    via: DeliveryPolicy | None = None,
+) -> Any:
+    """Never called: its signature is the one ``Signal.connect`` shows (see _KeywordsOnly)."""
+
+
+Signal.connect.__signature__ = inspect.signature(_declared_connect)  # type: ignore[attr-defined]
+
+
+def _connect_decorator(  # noqa: PLR0917 - connect()'s arguments, passed on
+    signal: Signal,
+    sender: object,
+    weak: bool,  # noqa: FBT001 - connect()'s positional argument
+    dispatch_uid: Hashable | None,
+    priority: int,
+    via: DeliveryPolicy | None,
+) -> Callable[[_F], _F]:
+    """``connect()`` used as a decorator with arguments: ``@sig.connect(sender=Order)``."""
+
+    def decorator(func: _F) -> _F:
+        with _inline.kept_by_caller(func):  # bound to a name next: weak if nested
+            signal.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+        return func
+
+    return decorator
 
 
 def _make_temporary() -> Callable[..., None]:

@@ -31,8 +31,9 @@ from tocsin._core.signal import Signal
 from . import meta as _meta
 
 if TYPE_CHECKING:
-    import weakref
-    from collections.abc import Hashable, Iterator
+    from collections.abc import Iterator
+
+    from tocsin._core.records import SenderRef
 
 __all__ = ["Namespace", "all_signals", "receiver_connected", "receiver_disconnected", "signal"]
 
@@ -131,8 +132,8 @@ class _MetaSignal(Signal):
         _meta.refresh()
         return swept
 
-    def _drop_sender(self, skey: Hashable, anchor: weakref.ref[Any]) -> list[object]:
-        dropped = super()._drop_sender(skey, anchor)
+    def _drop_sender(self, anchor: SenderRef) -> list[object]:
+        dropped = super()._drop_sender(anchor)
         _meta.refresh()
         return dropped
 

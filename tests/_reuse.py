@@ -8,10 +8,12 @@ provided its pool stays in use: a pool that empties may be given to another
 size class, and the address is lost. So:
 
 * the objects are instances of a subclass padded with slots to an unusual
-  size (about 290 bytes), so no other object (an iterator, a bound method, a
+  size (about 208 bytes), so no other object (an iterator, a bound method, a
   frame, what ``gc.collect()`` allocates) competes for the dead block: on
   3.10 and 3.12 a small instance shared its size class with such objects,
-  and one of them, kept alive, sometimes took the block for good;
+  and one of them, kept alive, sometimes took the block for good (and on
+  3.13 an instance's own attribute values take 280-byte blocks: the padded
+  size must differ from that too);
 * :meth:`AddressReuse.new` allocates the object between neighbours of the
   same kind, kept alive until the test ends, so its pool never empties;
 * :meth:`AddressReuse.reuse` allocates objects of the same kind, keeping
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 NEIGHBOURS = 64  # on each side: more than the blocks of one pool of these sizes
-PADDING = 29  # slots: 8 bytes each, see the module docstring
+PADDING = 20  # slots: 8 bytes each (about 208-byte objects), see the module docstring
 TRIES = 500_000  # each is kept: the free blocks ahead of the dead one, with room to spare
 
 

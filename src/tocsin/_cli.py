@@ -1,7 +1,7 @@
 """The ``tocsin`` command: the composition root of its subcommands.
 
 ``inspect``, ``graph`` and ``trace`` come from ``tocsin._observability.cli``;
-``worker`` and ``jobs`` from ``tocsin.background._cli``, imported only when
+``worker``, ``relay`` and ``jobs`` from ``tocsin.background._cli``, imported only when
 one of them runs (the core and observability layers never import an
 integration; this module sits above both).
 
@@ -19,13 +19,16 @@ from ._observability import cli as _observability_cli
 
 __all__ = ["main"]
 
-_BACKGROUND = ("worker", "jobs")
+_BACKGROUND = ("worker", "relay", "jobs")
 
 
 def _background_stub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Listed in --help without importing tocsin.background; replaced by the
     # real subparsers when one of them is the command.
     sub.add_parser("worker", help="run background receivers (tocsin.background)", add_help=False)
+    sub.add_parser(
+        "relay", help="hand committed background jobs to Celery (tocsin.background)", add_help=False
+    )
     sub.add_parser("jobs", help="list, retry and purge background jobs (tocsin.background)", add_help=False)
 
 

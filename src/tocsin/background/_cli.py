@@ -1,4 +1,4 @@
-"""``tocsin worker`` and ``tocsin jobs``: run background receivers, inspect and replay jobs.
+"""``tocsin worker``, ``tocsin relay`` and ``tocsin jobs``: run background receivers, inspect and replay jobs.
 
 ``tocsin worker --jobs URL --import MODULE [...]`` imports the modules (which
 connect receivers ``via=`` a ``later()`` of a ``Jobs`` on that store), then
@@ -6,6 +6,9 @@ runs their jobs: in this process with ``--threads N`` (default 1) or
 ``--asyncio [--concurrency N]``, or in N child processes with
 ``--processes N`` (each a ``tocsin worker`` of its own; one that dies is
 started again). SIGTERM or SIGINT stops it gracefully (see ``Worker``).
+
+``tocsin relay --jobs URL --import MODULE`` hands the committed jobs of a
+``Jobs(..., celery=app)`` to Celery (``tocsin.background._celery``).
 
 ``tocsin jobs list|failed|retry|purge --jobs URL`` needs no import: it reads
 and changes the table directly.
@@ -89,6 +92,33 @@ def _cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     worker.run()
     out.write(f"tocsin worker {worker.id}: stopped after {worker.processed} job(s)\n")
+    out.flush()
+    return 0
+
+
+def _cmd_relay(args: argparse.Namespace, out: TextIO) -> int:
+    import_modules(args.imports)
+    jobs = _find_jobs(args.jobs, args.table)
+    if jobs.celery is None:
+        msg = (
+            f"{jobs!r} has no Celery app after importing {', '.join(args.imports) or 'nothing'}: "
+            f"--import the module that builds Jobs(..., celery=app) on this store"
+        )
+        raise CommandError(msg)
+    if args.poll is not None:
+        jobs.poll_interval = args.poll
+    relay = jobs.relay(batch=args.batch)
+
+    def stop(signum: int, frame: Any) -> None:
+        del signum, frame
+        threading.Thread(target=relay.stop, name="tocsin-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    out.write(f"tocsin relay: {jobs!r} -> Celery task {jobs.celery.name}\n")
+    out.flush()
+    relay.run()
+    out.write(f"tocsin relay: stopped after sending {relay.sent} job(s)\n")
     out.flush()
     return 0
 
@@ -240,6 +270,30 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     worker.set_defaults(handler=_cmd_worker)
 
+    relay = sub.add_parser(
+        "relay",
+        help="hand committed background jobs to Celery (Jobs(..., celery=app))",
+        description="Import MODULEs (one builds the Jobs(..., celery=app) on the store --jobs names), then "
+        "send its committed jobs to the Celery broker, marking each row only once the broker accepted it.",
+    )
+    _common(relay)
+    relay.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        required=True,
+        help="module building the Jobs with its Celery app (repeatable)",
+    )
+    relay.add_argument(
+        "--batch", type=int, default=500, metavar="N", help="rows per transaction (default 500)"
+    )
+    relay.add_argument(
+        "--poll", type=float, default=None, metavar="S", help="poll interval in seconds (default: the Jobs')"
+    )
+    relay.set_defaults(handler=_cmd_relay)
+
     jobs = sub.add_parser(
         "jobs",
         help="list, retry and purge background jobs",
@@ -247,7 +301,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="queued, running and failed jobs")
-    listing.add_argument("--state", choices=("queued", "running", "failed"), default=None)
+    listing.add_argument("--state", choices=("queued", "sent", "running", "failed"), default=None)
     listing.add_argument("--limit", type=int, default=None)
     failed = actions.add_parser("failed", help="dead letters with their last error")
     failed.add_argument("--limit", type=int, default=None)

@@ -38,6 +38,7 @@ from ._worker import Worker
 if TYPE_CHECKING:
     from tocsin._core.delivery import DeferredCall
 
+    from ._celery import Celery, Relay
     from ._store import Claimed
 
 __all__ = ["Jobs"]
@@ -74,6 +75,16 @@ class Jobs:
             commit-to-start latency of other processes' jobs.
         eager: run receivers at once, in the sending thread, instead of
             writing jobs (for tests; see :meth:`later`).
+        celery: a ``celery.Celery`` app: run the jobs in its workers
+            instead (``tocsin[celery]``). The job row is still written as
+            above; a relay (:meth:`start_relay`, ``tocsin relay``) hands
+            committed jobs to the broker, and tocsin's task (registered on
+            the app as ``tocsin.jobs.<table>``) runs them. See "Scaling out
+            with Celery" in ``docs/background.md``.
+        celery_queue: the Celery queue the relay sends to (default: the
+            app's default queue).
+        resend_after: seconds after which the relay sends a job again if
+            no Celery worker has claimed it (a message the broker lost).
 
     Thread-safe. ``close()`` releases its connections.
 
@@ -90,6 +101,9 @@ class Jobs:
         poll_interval: float = 1.0,
         wake_interval: float = 0.002,
         eager: bool = False,
+        celery: Any = None,
+        celery_queue: str | None = None,
+        resend_after: float = 3600.0,
     ) -> None:
         for option, value in (
             ("lease", lease),
@@ -113,10 +127,15 @@ class Jobs:
         self.wake_interval = float(wake_interval)
         self.eager = eager
         self.clock: Callable[[], float] = time.time
-        self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+        self._workers: weakref.WeakSet[Worker | Relay] = weakref.WeakSet()  # woken at commit
         self._origins: collections.OrderedDict[str, object] = collections.OrderedDict()
         self._origins_lock = threading.Lock()
         self._runner: Runner | None = None
+        self.celery: Celery | None = None
+        if celery is not None:
+            from ._celery import Celery  # noqa: PLC0415 - imports celery
+
+            self.celery = Celery(self, celery, queue=celery_queue, resend_after=resend_after)
 
     def __repr__(self) -> str:
         return f"Jobs({self.store.identity.rsplit('#', 1)[0]!r})"
@@ -303,6 +322,25 @@ class Jobs:
         process's commits.
         """
         return self.worker(concurrency=concurrency, use_asyncio=use_asyncio, grace=grace).start()
+
+    def relay(self, *, batch: int = 500) -> Relay:
+        """A relay handing this store's committed jobs to its Celery app (not started).
+
+        Raises:
+            JobsConfigurationError: the ``Jobs`` has no ``celery=`` app.
+        """
+        from ._celery import Relay  # noqa: PLC0415 - imports celery
+
+        return Relay(self, batch=batch)
+
+    def start_relay(self, *, batch: int = 500) -> Relay:
+        """Start a relay in a daemon thread of this process; ``stop()`` it (or ``with``).
+
+        In the sending process it is woken by this process's commits at once;
+        from other processes by PostgreSQL ``NOTIFY`` or SQLite's
+        ``data_version``, with ``poll_interval`` polling as the safety net.
+        """
+        return self.relay(batch=batch).start()
 
     # ---- inspecting and replaying ---------------------------------------------------------
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "ANY_DUE",
     "CLAIM",
+    "CLAIM_ONE",
     "CLAIM_POSTGRESQL",
     "COLUMNS",
     "DEAD",
@@ -38,6 +39,8 @@ __all__ = [
     "INSERT_KEYED",
     "LIST",
     "PURGE",
+    "RELAY_DUE",
+    "RELAY_SENT",
     "RELEASE",
     "RENEW",
     "REQUEUE",
@@ -136,3 +139,31 @@ RETRY_FAILED = (
     "WHERE state = 'failed' AND id = :id" + _NO_NEWER
 )
 PURGE = "DELETE FROM {t} WHERE id = :id AND state = :state"
+
+# ---- the Celery relay (``_celery``) -----------------------------------------------
+#
+# A job handed to Celery is ``sent``: ``run_at`` is when the relay sends it
+# again if no task has claimed it by then (a message lost by the broker).
+# The relay sends every row due by ``run_at``: queued and due, sent and
+# overdue, running with an expired lease (its Celery worker died). The task
+# claims its row by id (``CLAIM_ONE``), so duplicate messages never run a job
+# twice at once, and a finished job (deleted) never runs again.
+
+#: Rows the relay hands to Celery, oldest first (dead letters have no run_at).
+RELAY_DUE = (
+    "SELECT id, state, run_at, receiver, signal, origin FROM {t} WHERE run_at <= :now ORDER BY run_at "
+    "LIMIT :limit"
+)
+#: After the broker accepted the message: ``sent``, unless a task claimed it
+#: (or a send replaced it) meanwhile: the row must be as the relay read it.
+RELAY_SENT = (
+    "UPDATE {t} SET state = 'sent', run_at = :resend_at, worker = NULL "
+    "WHERE id = :id AND state = :state AND run_at = :run_at"
+)
+#: The task's claim of its own job: sent, or due, or running under an expired
+#: lease; ``attempts`` counted here, as every claim does.
+CLAIM_ONE = (
+    "UPDATE {t} SET state = 'running', attempts = attempts + 1, run_at = :lease_until, worker = :worker "
+    "WHERE id = :id AND (state = 'sent' OR (state IN ('queued', 'running') AND run_at <= :now)) "
+    "RETURNING " + COLUMNS
+)

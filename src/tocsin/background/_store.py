@@ -114,7 +114,8 @@ class Job:
 
     Attributes:
         id: the job id (``Deferred.handle`` of the send that created it).
-        state: ``"queued"``, ``"running"`` or ``"failed"`` (a dead letter).
+        state: ``"queued"``, ``"running"``, ``"failed"`` (a dead letter), or
+            ``"sent"`` (handed to Celery, not claimed by a task yet).
         receiver: ``"module:qualname"`` of the receiver.
         signal: the signal's name (``"module:attribute"``).
         key: the ``key=`` it was sent with, or ``None``.
@@ -202,6 +203,16 @@ class Store:
     def execute(self, statement: str, params: Iterable[dict[str, Any]]) -> int:
         """Run *statement* once per parameter set in one transaction; return the rows changed."""
         raise NotImplementedError
+
+    def write(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """Run a writing *statement* with ``RETURNING`` in a transaction of its own; return its rows."""
+        raise NotImplementedError
+
+    def claim_one(self, job_id: str, *, worker: str, now: float, lease: float) -> Claimed | None:
+        """Claim job *job_id* for *worker* if nobody runs it (see ``_sql.CLAIM_ONE``)."""
+        params = {"id": job_id, "worker": worker, "now": now, "lease_until": now + lease}
+        rows = self.write(self._sql(_sql.CLAIM_ONE), params)
+        return Claimed(*rows[0]) if rows else None
 
     def query(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         """Run a read-only *statement*; return its rows."""
@@ -373,6 +384,11 @@ class SQLiteStore(Store):
 
     def query(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         return list(self._connection().execute(statement, params).fetchall())
+
+    def write(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        conn = self._connection()
+        with _transaction(conn):
+            return list(conn.execute(statement, params).fetchall())
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
@@ -567,7 +583,12 @@ class SQLAlchemyStore(Store):
     def query(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
         self.ensure_schema()
         with self.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(self._text(statement), params)]
+            return [tuple(row) for row in conn.execute(self._cached(statement), params)]
+
+    def write(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            return [tuple(row) for row in conn.execute(self._cached(statement), params)]
 
     def close(self) -> None:
         self.engine.dispose()

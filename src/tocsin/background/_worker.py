@@ -43,9 +43,11 @@ from ._runner import Runner
 from ._store import Claimed, Outcome, SQLAlchemyStore, SQLiteStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._jobs import Jobs
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "listen"]
 
 logger = logging.getLogger("tocsin.background")
 
@@ -323,42 +325,53 @@ class Worker:
         self.jobs.store.close_thread()
 
     def _listen(self) -> None:
-        store = self.jobs.store
-        try:
-            if isinstance(store, SQLAlchemyStore) and store.postgresql:
-                self._listen_postgresql(store)
-            elif isinstance(store, SQLiteStore):
-                self._watch_sqlite(store)
-        except Exception:
-            if not self._stopped.is_set():
-                logger.exception(
-                    "Worker %s: wake-ups failed; polling every %s s", self.id, self.jobs.poll_interval
-                )
+        listen(self.jobs, self._stopped, self.wake, f"Worker {self.id}")
 
-    def _watch_sqlite(self, store: SQLiteStore) -> None:
-        interval = self.jobs.wake_interval
-        version = store.data_version()
-        while not self._stopped.wait(interval):
-            now = store.data_version()
-            if now != version:
-                version = now
-                self.wake()
-        store.close_thread()
 
-    def _listen_postgresql(self, store: SQLAlchemyStore) -> None:
-        raw: Any = store.engine.raw_connection()
-        try:
-            driver = raw.driver_connection
-            notifies = getattr(driver, "notifies", None)
-            if not callable(notifies):  # psycopg 2, or another driver: polling only
-                return
-            driver.autocommit = True
-            driver.execute(f"LISTEN {store.channel}")
-            while not self._stopped.is_set():
-                for _notice in notifies(timeout=0.5, stop_after=1):
-                    self.wake()
-        finally:
-            raw.invalidate()  # a LISTENing connection must not go back to the pool
+def listen(jobs: Jobs, stopped: threading.Event, wake: Callable[[], None], who: str) -> None:
+    """Call *wake* when another process commits to *jobs*' store, until *stopped* is set.
+
+    PostgreSQL: ``LISTEN`` on the table's channel; SQLite: ``PRAGMA
+    data_version`` every ``wake_interval``. Returns at once for anything else
+    (polling only). A failure is logged: the caller's polling goes on.
+    """
+    store = jobs.store
+    try:
+        if isinstance(store, SQLAlchemyStore) and store.postgresql:
+            _listen_postgresql(store, stopped, wake)
+        elif isinstance(store, SQLiteStore):
+            _watch_sqlite(store, jobs.wake_interval, stopped, wake)
+    except Exception:
+        if not stopped.is_set():
+            logger.exception("%s: wake-ups failed; polling every %s s", who, jobs.poll_interval)
+
+
+def _watch_sqlite(
+    store: SQLiteStore, interval: float, stopped: threading.Event, wake: Callable[[], None]
+) -> None:
+    version = store.data_version()
+    while not stopped.wait(interval):
+        now = store.data_version()
+        if now != version:
+            version = now
+            wake()
+    store.close_thread()
+
+
+def _listen_postgresql(store: SQLAlchemyStore, stopped: threading.Event, wake: Callable[[], None]) -> None:
+    raw: Any = store.engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        notifies = getattr(driver, "notifies", None)
+        if not callable(notifies):  # psycopg 2, or another driver: polling only
+            return
+        driver.autocommit = True
+        driver.execute(f"LISTEN {store.channel}")
+        while not stopped.is_set():
+            for _notice in notifies(timeout=0.5, stop_after=1):
+                wake()
+    finally:
+        raw.invalidate()  # a LISTENing connection must not go back to the pool
 
 
 _tasks: set[asyncio.Task[None]] = set()

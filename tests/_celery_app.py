@@ -1,0 +1,61 @@
+"""The Celery app of the Celery tests (test_jobs_celery.py): ``celery -A _celery_app worker``.
+
+Both the test process (which sends and relays) and the worker subprocesses
+build it from the environment: ``TOCSIN_CELERY_BROKER`` (the test's
+redis-server), ``TOCSIN_CELERY_JOBS`` (the job store's URL),
+``TOCSIN_CELERY_QUEUE`` (a queue of this test only) and
+``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_KILL=before|after`` makes a
+``tocsin relay`` process SIGKILL itself right before, or right after, the
+broker accepted its first message. The receivers are those of ``_jobs_app``.
+Short visibility timeouts make a SIGKILLed worker's message come back in
+seconds (production keeps Celery's hour: see docs/background.md).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from celery import Celery
+
+import _jobs_app
+from tocsin.background import Jobs
+
+
+def make(broker: str, jobs_url: Any, queue: str, lease: float = 30.0, **options: Any) -> tuple[Celery, Jobs]:
+    app = Celery("tocsin_test", broker=broker, set_as_current=False)
+    app.conf.update(
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": 3,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    jobs = Jobs(jobs_url, celery=app, celery_queue=queue, lease=lease, **options)
+    return app, jobs
+
+
+if os.environ.get("TOCSIN_CELERY_JOBS"):  # in a Celery worker process
+    app, jobs = make(
+        os.environ["TOCSIN_CELERY_BROKER"],
+        os.environ["TOCSIN_CELERY_JOBS"],
+        os.environ["TOCSIN_CELERY_QUEUE"],
+        float(os.environ.get("TOCSIN_CELERY_LEASE", "30")),
+    )
+    _jobs_app.connect(jobs)
+    if os.environ.get("TOCSIN_CELERY_KILL"):  # tocsin relay: SIGKILL itself around the first publish
+        from celery import signals
+
+        def _kill(**kwargs: Any) -> None:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        hook = (
+            signals.before_task_publish
+            if os.environ["TOCSIN_CELERY_KILL"] == "before"
+            else signals.after_task_publish
+        )
+        hook.connect(_kill, weak=False)

@@ -1,0 +1,308 @@
+"""Background receivers on Celery: real redis-server, real ``celery worker`` subprocesses.
+
+The test process sends jobs (into a SQLite file, in Session transactions) and
+runs the relay; ``celery -A _celery_app worker --pool=solo`` subprocesses run
+them and report each run on a FIFO (``test_jobs_workers.Reports``), so tests
+wait on events, never on fixed sleeps. Workers and the relay are killed with
+SIGKILL for real.
+
+These tests run on the default interpreter only (``make test`` runs the
+suite on 4 Pythons on a 2-core machine: the Celery bridge has no
+version-specific code, and each worker start costs about a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+pytest.importorskip("celery", reason="celery is not installed: pip install 'tocsin[celery]'")
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+import _celery_app
+import _jobs_app
+from _redis import RedisServer, RedisUnavailableError
+from test_jobs_workers import Reports, _pythonpath
+from tocsin.background import JobsConfigurationError
+from tocsin.sqlalchemy import use_session
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+TESTS = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TOCSIN_NOT_DEFAULT_PYTHON")),
+    reason="the Celery tests run on make test's default interpreter only (make pytest-all sets "
+    "TOCSIN_NOT_DEFAULT_PYTHON for the others): real workers are slow to start on the 2-core CI "
+    "machine, and the bridge has no version-specific code",
+)
+
+
+def _unavailable(msg: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and redis-server is unavailable: {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer()
+        server.start()
+    except RedisUnavailableError as exc:
+        _unavailable(str(exc))
+        raise
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Setup:
+    """One test's broker, store, queue, reports; starts workers and relays."""
+
+    def __init__(self, tmp_path: Path, redis: RedisServer, lease: float = 30.0) -> None:
+        self.tmp = tmp_path
+        self.redis = redis
+        self.db = tmp_path / "app.db"
+        self.url = f"sqlite:///{self.db}"
+        self.queue = f"q{uuid.uuid4().hex[:10]}"
+        self.lease = lease
+        self.engine = create_engine(self.url)
+        self.app, self.jobs = _celery_app.make(redis.url, self.engine, self.queue, lease=lease)
+        _jobs_app.connect(self.jobs)
+        self.reports = Reports(tmp_path / "reports")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            TOCSIN_CELERY_BROKER=self.redis.url,
+            TOCSIN_CELERY_JOBS=self.url,
+            TOCSIN_CELERY_QUEUE=self.queue,
+            TOCSIN_CELERY_LEASE=str(self.lease),
+            TOCSIN_TEST_REPORT=str(self.reports.path),
+            PYTHONPATH=_pythonpath(env),
+        )
+        env.pop("TOCSIN_TEST_JOBS", None)
+        return env
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "_celery_app",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            self.queue,
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=WARNING",
+            "-n",
+            f"w{len(self.processes)}@%h",
+        ]
+        return self._spawn(argv, f"worker{len(self.processes)}.log")
+
+    def _spawn(self, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        with (self.tmp / log).open("ab") as stderr:
+            process = subprocess.Popen(
+                argv, cwd=TESTS, env=self.env(), stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        self.processes.append(process)
+        return process
+
+    def relay_process(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "tocsin", "relay", "--jobs", self.url, "--import", "_celery_app"]
+        return self._spawn(argv, "relay.log")
+
+    def send(self, n: int, *, sender: str = "record", commit: bool = True) -> None:
+        with Session(self.engine) as session, use_session(session):
+            session.execute(text("SELECT 1"))
+            _jobs_app.work.send(sender=sender, n=n)
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+
+    def send_many(self, numbers: range) -> None:
+        with Session(self.engine) as session, use_session(session):
+            session.execute(text("SELECT 1"))
+            for n in numbers:
+                _jobs_app.work.send(sender="record", n=n)
+            session.commit()
+
+    def ran(self) -> set[int]:
+        return {int(line.split()[1]) for line in self.reports.lines if line.startswith("ran ")}
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        _jobs_app.disconnect()
+        self.reports.close()
+        self.jobs.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
+    one = Setup(tmp_path, redis, lease=3.0)
+    try:
+        yield one
+    finally:
+        one.close()
+
+
+def _wait_ran(setup: Setup, expected: set[int], timeout: float = 60) -> None:
+    setup.reports.wait_for(lambda _lines: expected <= setup.ran(), timeout=timeout)
+
+
+def test_commit_runs_rollback_never(setup: Setup) -> None:
+    setup.worker()
+    with setup.jobs.start_relay():
+        setup.send(1, commit=False)
+        setup.send(2)
+        setup.send(3, commit=False)
+        setup.send(4)
+        _wait_ran(setup, {2, 4})
+    assert setup.ran() == {2, 4}
+
+
+def test_two_thousand_jobs_across_two_workers_none_lost(setup: Setup) -> None:
+    setup.worker()
+    setup.worker()
+    count = 2000
+    with setup.jobs.start_relay():
+        for start in range(0, count, 200):
+            setup.send_many(range(start, start + 200))
+        _wait_ran(setup, set(range(count)), timeout=240)
+    runs = [line for line in setup.reports.lines if line.startswith("ran ")]
+    assert len(runs) == count  # no worker died: none ran twice
+    assert len({line.split()[3] for line in runs}) == 2  # both workers took jobs
+
+
+def test_sigkill_a_worker_mid_job_redelivers_it(setup: Setup) -> None:
+    first = setup.worker()
+    with setup.jobs.start_relay():
+        setup.send(7, sender="block")
+        setup.reports.wait_for(lambda lines: "started 7 1 " + str(first.pid) in lines)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        setup.worker()
+        # The message comes back after the visibility timeout (3 s here), or the relay sends the job
+        # again once its lease (3 s) expired: attempt 2 claims it and finishes.
+        lines = setup.reports.wait_for(lambda lines: any(line.startswith("ran 7 2 ") for line in lines))
+    assert [line.split()[:3] for line in lines if line.startswith("ran ")] == [["ran", "7", "2"]]
+
+
+def _relay_killed(setup: Setup, when: str) -> None:
+    env_setup = setup.env()
+    argv = [sys.executable, "-m", "tocsin", "relay", "--jobs", setup.url, "--import", "_celery_app"]
+    env_setup["TOCSIN_CELERY_KILL"] = when
+    with (setup.tmp / "relay.log").open("ab") as stderr:
+        process = subprocess.run(argv, cwd=TESTS, env=env_setup, stderr=stderr, check=False, timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_relay_killed_around_the_broker_accept(setup: Setup, when: str) -> None:
+    import redis as redis_client
+
+    client = redis_client.Redis.from_url(setup.redis.url)
+    try:
+        for n in range(5):
+            setup.send(n)
+        _relay_killed(setup, when)
+        duplicates = 1 if when == "after" else 0
+        assert client.llen(setup.queue) == duplicates  # accepted by the broker before the SIGKILL
+        assert {job.state for job in setup.jobs.list()} == {"queued"}  # no row marked: all sent again
+        relay = setup.jobs.relay()
+        assert relay.relay_once() is False
+        assert client.llen(setup.queue) == 5 + duplicates
+        assert {job.state for job in setup.jobs.list()} == {"sent"}
+        setup.send(99)
+        relay.relay_once()
+    finally:
+        client.close()
+    setup.worker()  # one solo worker consumes in order: job 99 runs after every earlier message
+    _wait_ran(setup, {*range(5), 99})
+    runs = sorted(line.split()[1] for line in setup.reports.lines if line.startswith("ran "))
+    assert runs == [*map(str, range(5)), "99"]  # the duplicate message found its job done: ran once
+
+
+def not_in_the_worker(sender: Any, n: int, job: Any, **kwargs: Any) -> None:
+    raise AssertionError("never runs: the worker did not connect it")
+
+
+def test_a_message_for_an_unregistered_receiver_is_a_dead_letter(setup: Setup) -> None:
+    _jobs_app.work.connect(not_in_the_worker, sender="other", via=setup.jobs.later())
+    try:
+        setup.send(1, sender="other")
+        relay = setup.jobs.relay()
+        relay.relay_once()
+        setup.send(2)
+        relay.relay_once()
+        setup.worker()
+        _wait_ran(setup, {2})  # the solo worker handled job 1's message first
+    finally:
+        _jobs_app.work.disconnect(not_in_the_worker, sender="other")
+    (dead,) = setup.jobs.failed()
+    assert dead.receiver.endswith(":not_in_the_worker")
+    assert "is not connected to signal" in (dead.last_error or "")
+
+
+class _Failures(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Relay: handing jobs to Celery failed"):
+            self.seen.set()
+
+
+def test_redis_down_the_relay_retries_and_the_app_keeps_committing(setup: Setup) -> None:
+    setup.worker()
+    failures = _Failures()
+    logger = logging.getLogger("tocsin.background")
+    logger.addHandler(failures)
+    try:
+        with setup.jobs.start_relay():
+            setup.send(0)
+            _wait_ran(setup, {0})
+            setup.redis.stop()
+            for n in range(1, 21):
+                setup.send(n)  # commits: the broker is not in the sending transaction
+            assert failures.seen.wait(30)
+            assert {job.state for job in setup.jobs.list()} == {"queued"}
+            setup.redis.start()
+            _wait_ran(setup, set(range(21)), timeout=120)
+    finally:
+        logger.removeHandler(failures)
+
+
+def test_worker_settings_that_lose_jobs_are_refused(setup: Setup) -> None:
+    from tocsin.background._celery import check_app
+
+    check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]
+    setup.app.conf.worker_prefetch_multiplier = 4
+    setup.app.conf.accept_content = ["pickle"]
+    with pytest.raises(JobsConfigurationError, match=r"worker_prefetch_multiplier=4 \(needs 1\).*'json'"):
+        check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]

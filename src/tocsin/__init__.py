@@ -23,6 +23,7 @@ from ._observability.observe import SendEvent as SendEvent
 from ._observability.observe import observe as observe
 from ._observability.trace import Trace as Trace
 from ._observability.trace import trace as trace
+from ._tools.discover import autodiscover as autodiscover
 from ._tools.namespace import Namespace as Namespace
 from ._tools.namespace import all_signals as all_signals
 from ._tools.namespace import receiver_connected as receiver_connected
@@ -47,6 +48,7 @@ __all__ = [
     "Trace",
     "TypedSignal",
     "all_signals",
+    "autodiscover",
     "observe",
     "receiver",
     "receiver_connected",

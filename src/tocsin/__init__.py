@@ -12,6 +12,8 @@ from ._core.decorators import receiver as receiver
 from ._core.delivery import Deferred as Deferred
 from ._core.delivery import DeferredCall as DeferredCall
 from ._core.delivery import DeliveryPolicy as DeliveryPolicy
+from ._core.errors import ErrorContext as ErrorContext
+from ._core.errors import ErrorHandler as ErrorHandler
 from ._core.pause import HeldSend as HeldSend
 from ._core.pause import Paused as Paused
 from ._core.records import Connection as Connection
@@ -37,6 +39,8 @@ __all__ = [
     "Deferred",
     "DeferredCall",
     "DeliveryPolicy",
+    "ErrorContext",
+    "ErrorHandler",
     "HeldSend",
     "Namespace",
     "Observation",

@@ -268,9 +268,10 @@ def _name_from(root: Path, file: Path) -> str | None:
 
 
 def _shown(path: Path) -> str:
+    """*path* relative to the current directory when under it, else absolute."""
     try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
         return str(path)
 
 

@@ -42,6 +42,30 @@ with sig.connected_to(handler, local=True) as local_handler:
     local_name: str = local_handler.__name__
 
 
+def report(exc: Exception, context: tocsin.ErrorContext) -> None:
+    del exc, context
+
+
+class Reporter:
+    def failed(self, exc: BaseException, context: tocsin.ErrorContext) -> bool:
+        return context.robust
+
+
+sig.connect(handler, on_error=report)
+sig.connect(handler, sender=int, on_error=Reporter().failed)
+sig.connect(handler, on_error=lambda exc, context: print(exc, context.method))
+
+
+@receiver(sig, on_error=report)
+def guarded(sender: object, **kwargs: Any) -> None:
+    pass
+
+
+with sig.connected_to(handler, on_error=report):
+    pass
+discovered: list[str] = tocsin.autodiscover("tocsin", modules=["signals"], entry_points=False)
+
+
 async def main() -> None:
     results: list[tuple[Any, Any]] = await sig.asend(None, value=1)
     del results

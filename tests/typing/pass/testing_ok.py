@@ -6,7 +6,7 @@ import unittest
 from typing import Any
 
 import tocsin
-from tocsin.testing import ReceiverCall, SentSignal, capture, mute
+from tocsin.testing import Finding, ReceiverCall, SentSignal, capture, check, mute
 
 sig = tocsin.Signal(name="imported")
 
@@ -49,3 +49,7 @@ first: SentSignal = sent.sent[0]
 calls: tuple[ReceiverCall, ...] = first.calls
 finished: bool = calls[0].finished if calls else True
 culprit: Any = first.raised_by
+
+
+findings: list[Finding] = check("tocsin")
+first_fix: str = findings[0].fix if findings else ""

@@ -273,6 +273,23 @@ class TestUnimportedReceivers:
         write(project, {**self.FILES, "proj/shop/startup.py": startup + "\n"})
         assert check("proj") == []
 
+    @pytest.mark.parametrize(
+        "pyproject",
+        [
+            '[project.entry-points."tocsin.receivers"]\norphan = "shop.orphan"\n',
+            "[project.entry-points.'tocsin.receivers']\nplug = 'shop.orphan:setup'\n",
+        ],
+    )
+    def test_entry_point(self, project: Path, pyproject: str) -> None:
+        """A tocsin.receivers entry point in the pyproject.toml beside the code lists the module."""
+        write(project, {**self.FILES, "proj/pyproject.toml": '[project]\nname = "shop"\n\n' + pyproject})
+        assert check("proj") == []
+
+    def test_entry_point_of_another_group(self, project: Path) -> None:
+        other = '[project.entry-points."other.plugins"]\norphan = "shop.orphan"\n'
+        write(project, {**self.FILES, "proj/pyproject.toml": other})
+        assert [f.code for f in check("proj")] == ["unimported-receivers"]
+
     def test_lazy_import_in_a_function(self, project: Path) -> None:
         write(project, {**self.FILES, "proj/shop/startup.py": "def ready():\n    from . import orphan\n"})
         assert check("proj") == []

@@ -60,7 +60,8 @@ __all__ = ["Finding", "check", "live_module_copies"]
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "build", "dist"})
 _DEFAULT_DISCOVERED = ("signals", "receivers")
 _IGNORE = re.compile(r"#\s*tocsin:\s*ignore(?:\[([\w\-, ]+)\])?")
-_ENTRY_POINTS = re.compile(r'^\[project\.entry-points\."?tocsin\.receivers"?\]\s*$', re.MULTILINE)
+_ENTRY_POINTS = re.compile(r"""^\[\s*project\.entry-points\.(["']?)tocsin\.receivers\1\s*\]""", re.MULTILINE)
+_ENTRY_POINT_VALUE = re.compile(r"""=\s*(["'])([\w.]+)(?::[\w.]+)?\1""")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -510,7 +511,7 @@ def _entry_point_modules(roots: Iterable[Path]) -> set[str]:
             text = pyproject.read_text(encoding="utf-8")
             for header in _ENTRY_POINTS.finditer(text):
                 body = text[header.end() :].split("\n[", 1)[0]
-                names.update(m.group(1) for m in re.finditer(r'=\s*"([\w.]+)(?::[\w.]+)?"', body))
+                names.update(m.group(2) for m in _ENTRY_POINT_VALUE.finditer(body))
     return names
 
 

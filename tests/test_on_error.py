@@ -347,6 +347,20 @@ class TestAsync:
         assert sync_handler.threads[0] is not threading.current_thread()  # where the receiver ran
         assert async_handler.calls[0][1].method == "asend_robust"
 
+    def test_asend_mixed_propagates(self, sig: tocsin.Signal) -> None:
+        """asend() with sync and async receivers: the async receiver's handler runs, then it propagates."""
+        handler = Handler()
+        sig.connect(lambda **kwargs: "sync", weak=False)
+        sig.connect(afailing, on_error=handler)
+
+        async def main() -> None:
+            with pytest.raises(Boom) as caught:
+                await sig.asend(None, order=1)
+            assert [exc for exc, _ in handler.calls] == [caught.value]
+            assert handler.calls[0][1].method == "asend"
+
+        asyncio.run(main())
+
     def test_asend_sequential(self) -> None:
         sig = tocsin.Signal(async_mode="sequential")
         handler = Handler()

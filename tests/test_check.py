@@ -373,15 +373,15 @@ class TestModuleCopies:
                 sys.modules.pop(name, None)
 
     def test_live_module_copies(self, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        from tocsin._observability.check import live_module_copies
-
+        """check(live=True) adds the copies among the live connections, made by whatever imports ran."""
         write(project, self.FILES)
         monkeypatch.syspath_prepend(str(project / "proj"))
         monkeypatch.syspath_prepend(str(project / "proj" / "app"))
         first = importlib.import_module("app.signals")
         second = importlib.import_module("signals")
         try:
-            [finding] = [f for f in live_module_copies() if f.path.endswith("signals.py")]
+            static = check("proj")
+            [finding] = [f for f in check("proj", live=True) if f not in static]
         finally:
             first.order_placed.disconnect(first.on_order)
             second.order_placed.disconnect(second.on_order)
@@ -421,6 +421,13 @@ class TestTargets:
         assert err.startswith(
             "tocsin: tocsin check scans files, directories and importable modules; 'nowhere'"
         )
+
+    def test_not_python(self, project: Path) -> None:
+        write(project, {"notes.txt": "hello\n"})
+        with pytest.raises(
+            InvalidArgumentError, match=r"^check\(\) scans Python source; 'notes.txt' is not a .py file\.$"
+        ):
+            check("notes.txt")
 
     def test_no_target(self) -> None:
         with pytest.raises(InvalidArgumentError, match="at least one file"):

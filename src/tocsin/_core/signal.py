@@ -320,7 +320,8 @@ class Signal(Dispatching):
                 key = id(receiver) << 64 | anchor.key  # see connection_key()
                 record = (_weakref(receiver, self._death_callback), None, anchor)
             else:
-                self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, on_error=on_error)
+                # All positional (scope None): a call with keywords is not specialised.
+                self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, None, on_error)
                 return receiver
         elif _keywords_only is not _KEYWORDS_ONLY:
             raise _positional_options(_keywords_only)
@@ -331,7 +332,7 @@ class Signal(Dispatching):
         else:
             # Called from here, not through a helper: _inline.calibrate
             # measures a temporary's reference count through this very call.
-            self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, on_error=on_error)
+            self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, None, on_error)
             return receiver
         # Everything was worked out before taking the lock; weak references
         # made for a duplicate are simply dropped.

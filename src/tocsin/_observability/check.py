@@ -109,7 +109,7 @@ class _Module:
     findings: list[Finding] = dataclasses.field(default_factory=list)
 
 
-def check(*targets: str | os.PathLike[str]) -> list[Finding]:
+def check(*targets: str | os.PathLike[str], live: bool = False) -> list[Finding]:
     """Find the classic receiver mistakes in *targets*, without running them.
 
     Each target is a file, a directory (scanned recursively, skipping
@@ -119,6 +119,11 @@ def check(*targets: str | os.PathLike[str]) -> list[Finding]:
     packages but not the module itself). The whole set of files is analysed
     together: an import in one file counts for another. See the module
     docstring for the four checks and their limits.
+
+    With ``live=True``, also report ``module-copies`` among the live
+    connections of every signal of this process (receivers connected from
+    two module objects of one file, whatever imported them): call it after
+    the program's modules are imported.
 
     Returns:
         The findings, sorted by path and line; empty when the code is clean.
@@ -147,7 +152,10 @@ def check(*targets: str | os.PathLike[str]) -> list[Finding]:
     findings += _unimported(modules, references, roots)
     findings += _copies(by_path, references)
     shown = {_shown(module.path): module for module in modules}
-    return sorted({f for f in findings if _kept(f, shown[f.path])}, key=lambda f: (f.path, f.line, f.code))
+    kept = {f for f in findings if _kept(f, shown[f.path])}
+    if live:
+        kept.update(live_module_copies())
+    return sorted(kept, key=lambda f: (f.path, f.line, f.code, f.message))
 
 
 def live_module_copies() -> list[Finding]:
@@ -198,6 +206,9 @@ def _files_of(target: str | os.PathLike[str]) -> Iterator[tuple[Path, Path]]:
     if not path.exists() and isinstance(target, str) and _looks_like_module(target):
         path = _module_path(target)
     if path.is_file():
+        if path.suffix != ".py":
+            msg = f"check() scans Python source; {str(target)!r} is not a .py file."
+            raise InvalidArgumentError(msg)
         resolved = path.resolve()
         yield _root_of(resolved), resolved
         return

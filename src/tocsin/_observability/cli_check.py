@@ -4,7 +4,7 @@
 directories and modules with :func:`check.check` (static, nothing runs).
 With ``--import`` the targets given as module names are imported too and
 the live connections are checked for module copies
-(:func:`check.live_module_copies`). Exit status: 0 when clean, 1 when
+(``check(..., live=True)``). Exit status: 0 when clean, 1 when
 something was found (or the check could not run: one ``tocsin: ...`` line
 on stderr), 2 on bad usage.
 """
@@ -29,19 +29,15 @@ __all__ = ["add_command"]
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    if args.import_modules:
+        import_modules([t for t in args.targets if not Path(t).exists()])
     try:
-        findings = _check.check(*args.targets)
+        findings = _check.check(*args.targets, live=args.import_modules)
     except InvalidArgumentError as exc:
         raise CommandError(str(exc).replace("check() ", "tocsin check ")) from None
     except SyntaxError as exc:
         msg = f"cannot parse {exc.filename}:{exc.lineno}: {exc.msg}"
         raise CommandError(msg) from None
-    if args.import_modules:
-        modules = [t for t in args.targets if not Path(t).exists()]
-        import_modules(modules)
-        findings = sorted(
-            set(findings) | set(_check.live_module_copies()), key=lambda f: (f.path, f.line, f.code)
-        )
     if args.format == "json":
         out.write(json.dumps([dataclasses.asdict(f) for f in findings], indent=2) + "\n")
     else:

@@ -4,7 +4,8 @@ Both the test process (which sends and relays) and the worker subprocesses
 build it from the environment: ``TOCSIN_CELERY_BROKER`` (the test's
 redis-server), ``TOCSIN_CELERY_JOBS`` (the job store's URL),
 ``TOCSIN_CELERY_QUEUE`` (a queue of this test only) and
-``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_KILL=before|after`` makes a
+``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_POSTRUN=1`` makes workers report the
+end of each task (``postrun <task id> <state>``); ``TOCSIN_CELERY_KILL=before|after`` makes a
 ``tocsin relay`` process SIGKILL itself right before, or right after, the
 broker accepted its first message. The receivers are those of ``_jobs_app``.
 Short visibility timeouts make a SIGKILLed worker's message come back in
@@ -47,6 +48,13 @@ if os.environ.get("TOCSIN_CELERY_JOBS"):  # in a Celery worker process
         float(os.environ.get("TOCSIN_CELERY_LEASE", "30")),
     )
     _jobs_app.connect(jobs)
+    if os.environ.get("TOCSIN_CELERY_POSTRUN"):  # a worker reports each task's end: "postrun ID STATE"
+        from celery import signals
+
+        def _postrun(task_id: str, state: str, **kwargs: Any) -> None:
+            _jobs_app.report(f"postrun {task_id} {state}")
+
+        signals.task_postrun.connect(_postrun, weak=False)
     if os.environ.get("TOCSIN_CELERY_KILL"):  # tocsin relay: SIGKILL itself around the first publish
         from celery import signals
 

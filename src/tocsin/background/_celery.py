@@ -22,7 +22,9 @@ job row written in the sender's transaction, ``key=``, retries, dead letters,
   runs, and records the outcome in the row (deleted, retried by the relay
   later, or a dead letter). A message whose row is gone (finished), running
   elsewhere or not due is acknowledged and ignored: duplicates cost a
-  claim, not a run.
+  claim, not a run. A claim that fails (the database is down or locked)
+  gives the message back to the broker (``Reject(requeue=True)``) instead of
+  acknowledging it: a job is never left ``sent`` with no message.
 
 At-least-once needs acknowledgement after the run: the task is declared
 ``acks_late=True, reject_on_worker_lost=True``, and a Celery worker of an
@@ -109,6 +111,9 @@ class Celery:
             )
             raise JobsConfigurationError(msg)
         self._runner: Runner | None = None
+        #: Seconds a task waits before giving back a message whose job it could not claim.
+        self.requeue_delay = min(1.0, jobs.poll_interval)
+        self._pause = threading.Event()  # never set: an interruptible wait
         self._host = f"celery:{socket.gethostname()}:{os.getpid()}"
 
         def run_job(job_id: object, **message: Any) -> str:
@@ -158,7 +163,13 @@ class Celery:
         jobs = self.jobs
         store = jobs.store
         worker = f"{self._host}:{uuid.uuid4().hex[:12]}"
-        claimed = store.claim_one(job_id, worker=worker, now=jobs.clock(), lease=jobs.lease)
+        try:
+            claimed = store.claim_one(job_id, worker=worker, now=jobs.clock(), lease=jobs.lease)
+        except Exception as exc:
+            # Nothing is recorded: acknowledging the message (what Celery does with a task that
+            # raises, acks_late or not) would leave the row `sent` until resend_after. Give the
+            # message back instead, after a pause so a database that is down is not hammered.
+            raise self._requeue(job_id, message, exc) from exc
         if claimed is None:
             logger.info(
                 "Job %s (%s): nothing to run (finished, running elsewhere or not due yet)",
@@ -175,6 +186,22 @@ class Celery:
         if outcome.kind == "retry":
             jobs._wake()  # noqa: SLF001 - a relay in this process sends it when due
         return outcome.kind
+
+    def _requeue(self, job_id: str, message: dict[str, Any], exc: Exception) -> Exception:
+        """The ``Reject(requeue=True)`` giving back the message of a job that could not be claimed."""
+        from celery.exceptions import Reject  # type: ignore[import-untyped]  # noqa: PLC0415 - celery= imports it
+
+        logger.warning(
+            "Job %s (%s): could not claim it (%s: %s); its message goes back to the queue in %s s",
+            job_id,
+            message.get("receiver"),
+            type(exc).__name__,
+            exc,
+            self.requeue_delay,
+        )
+        self._pause.wait(self.requeue_delay)
+        rejected: Exception = Reject(f"claiming job {job_id} failed: {exc!r}", requeue=True)
+        return rejected
 
 
 @contextlib.contextmanager

@@ -191,6 +191,47 @@ def _wait_ran(setup: Setup, expected: set[int], timeout: float = 60) -> None:
         )
 
 
+def test_the_sending_transaction_does_what_the_embedded_store_does(tmp_path: Path) -> None:
+    """Jobs(engine, celery=app) costs a send the same statements as Jobs(engine), and no broker round trip
+    (its broker is a port nothing listens on)."""
+    from sqlalchemy import event
+
+    from tocsin.background import Jobs
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    embedded = Jobs(engine)
+    _app, on_celery = _celery_app.make("redis://127.0.0.1:9/0", engine, "q")
+
+    def statements(jobs: Jobs) -> list[str]:
+        seen: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(statement)
+
+        _jobs_app.connect(jobs)
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with Session(engine) as session, use_session(session):
+                for n in range(3):
+                    _jobs_app.work.send(sender="record", n=n)
+                session.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+            _jobs_app.disconnect()
+        return seen
+
+    try:
+        first = statements(embedded)
+        assert statements(on_celery) == first  # each store's first transaction: CREATE ... IF NOT EXISTS
+        assert statements(on_celery) == statements(embedded)
+        assert [s.split()[:3] for s in statements(on_celery)] == [["INSERT", "INTO", "tocsin_jobs"]] * 3
+        assert len(on_celery.list()) == 15
+    finally:
+        on_celery.close()
+        embedded.close()
+        engine.dispose()
+
+
 def test_commit_runs_rollback_never(setup: Setup) -> None:
     setup.worker()
     with setup.jobs.start_relay():

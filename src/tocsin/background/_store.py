@@ -545,6 +545,10 @@ class SQLAlchemyStore(Store):
                     break
             self._schema_ready = True
 
+    def schema_committed(self) -> None:
+        """A transaction that ran ``ensure_schema(connection)`` committed: the table exists."""
+        self._schema_ready = True
+
     def exists(self) -> bool:
         """Whether the table exists (committed)."""
         from sqlalchemy import inspect  # noqa: PLC0415

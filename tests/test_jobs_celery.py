@@ -13,6 +13,7 @@ version-specific code, and each worker start costs about a second).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -35,7 +36,6 @@ import _celery_app
 import _jobs_app
 from _redis import RedisServer, RedisUnavailableError
 from test_jobs_workers import Reports, _pythonpath
-from tocsin.background import JobsConfigurationError
 from tocsin.sqlalchemy import use_session
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Setup:
         env.pop("TOCSIN_TEST_JOBS", None)
         return env
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, *options: str) -> subprocess.Popen[bytes]:
         argv = [
             sys.executable,
             "-m",
@@ -119,6 +119,7 @@ class Setup:
             "--loglevel=WARNING",
             "-n",
             f"w{len(self.processes)}@%h",
+            *options,
         ]
         return self._spawn(argv, f"worker{len(self.processes)}.log")
 
@@ -401,11 +402,60 @@ def test_redis_down_the_relay_retries_and_the_app_keeps_committing(setup: Setup)
         logger.removeHandler(failures)
 
 
-def test_worker_settings_that_lose_jobs_are_refused(setup: Setup) -> None:
-    from tocsin.background._celery import check_app
+_REFUSED = {
+    "prefetch": (
+        {"worker_prefetch_multiplier": 4},
+        (),
+        (
+            "a prefetch multiplier of 4 (expected 1: set app.conf.worker_prefetch_multiplier = 1 and do not "
+            "pass --prefetch-multiplier;"
+        ),
+    ),
+    "prefetch-option": (
+        {},
+        ("--prefetch-multiplier=3",),
+        "a prefetch multiplier of 3 (expected 1: set app.conf.worker_prefetch_multiplier = 1",
+    ),
+    "acks-early": (
+        {
+            "task_annotations": {
+                "tocsin.jobs.tocsin_jobs": {"acks_late": False, "reject_on_worker_lost": False}
+            }
+        },
+        (),
+        (
+            "the task's acks_late=False (expected True: remove what overrides it, e.g. an entry of "
+            "app.conf.task_annotations for 'tocsin.jobs.tocsin_jobs' or '*'); "
+            "the task's reject_on_worker_lost=False"
+        ),
+    ),
+    "no-json": (
+        {"accept_content": ["yaml"]},
+        (),
+        (
+            "accept_content=['yaml'] (expected to include 'json', the only format of tocsin's messages: "
+            "add it to app.conf.accept_content)"
+        ),
+    ),
+}
 
-    check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]
-    setup.app.conf.worker_prefetch_multiplier = 4
-    setup.app.conf.accept_content = ["pickle"]
-    with pytest.raises(JobsConfigurationError, match=r"worker_prefetch_multiplier=4 \(needs 1\).*'json'"):
-        check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]
+
+@pytest.mark.parametrize("case", list(_REFUSED))
+def test_a_celery_worker_with_settings_that_lose_jobs_refuses_to_start(
+    tmp_path: Path, redis: RedisServer, case: str
+) -> None:
+    settings, options, expected = _REFUSED[case]
+    setup = Setup(tmp_path, redis, TOCSIN_CELERY_SETTINGS=json.dumps(settings))
+    try:
+        setup.send(1)
+        setup.jobs.relay().relay_once()
+        worker = setup.worker(*options)
+        assert worker.wait(60) == 1
+        log = (tmp_path / "worker0.log").read_text()
+        assert (
+            "celery worker refused to start: JobsConfigurationError: Celery app 'tocsin_test' would not run "
+            "tocsin jobs at least once, one at a time per worker process: " + expected
+        ) in log
+        assert [job.state for job in setup.jobs.list()] == ["sent"]  # its message was not consumed
+    finally:
+        setup.close()

@@ -29,8 +29,9 @@ job row written in the sender's transaction, ``key=``, retries, dead letters,
 At-least-once needs acknowledgement after the run: the task is declared
 ``acks_late=True, reject_on_worker_lost=True``, and a Celery worker of an
 app whose settings would not run jobs one at a time, at least once
-(``worker_prefetch_multiplier`` > 1, JSON not accepted) refuses to start
-with :class:`JobsConfigurationError` (``check_app``).
+(those two overridden by ``task_annotations``, a prefetch multiplier > 1,
+JSON not accepted) refuses to start: it exits with the
+:class:`JobsConfigurationError` of ``check_app`` as its message.
 """
 
 from __future__ import annotations
@@ -58,30 +59,44 @@ __all__ = ["Celery", "Relay", "check_app"]
 logger = logging.getLogger("tocsin.background")
 
 
-def check_app(app: Any, task: Any) -> None:
+def check_app(app: Any, task: Any, *, prefetch_multiplier: object = None) -> None:
     """Refuse to run *task* in a worker of *app* whose settings would lose a job or decode unsafely.
 
     ``acks_late`` and ``reject_on_worker_lost`` are the task's own options
-    (set by tocsin, overriding ``task_acks_late``/``task_reject_on_worker_lost``);
-    ``worker_prefetch_multiplier`` and ``accept_content`` are the app's.
+    (set by tocsin, so ``task_acks_late`` does not change them; only
+    ``task_annotations`` can); the prefetch multiplier is the worker's
+    (*prefetch_multiplier*: ``--prefetch-multiplier``, else
+    ``worker_prefetch_multiplier``); ``accept_content`` is the app's.
+
+    Raises:
+        JobsConfigurationError: what was expected, what was found, and how to
+            fix each.
     """
     wrong = [
-        f"the task's {name}={getattr(task, name, None)!r} (needs True)"
+        f"the task's {name}={getattr(task, name, None)!r} (expected True: remove what overrides it, "
+        f"e.g. an entry of app.conf.task_annotations for {task.name!r} or '*')"
         for name in ("acks_late", "reject_on_worker_lost")
         if getattr(task, name, None) is not True
     ]
-    prefetch = app.conf.get("worker_prefetch_multiplier")
+    prefetch = (
+        app.conf.get("worker_prefetch_multiplier") if prefetch_multiplier is None else prefetch_multiplier
+    )
     if prefetch != 1:
-        wrong.append(f"worker_prefetch_multiplier={prefetch!r} (needs 1)")
+        wrong.append(
+            f"a prefetch multiplier of {prefetch!r} (expected 1: set app.conf.worker_prefetch_multiplier = 1 "
+            f"and do not pass --prefetch-multiplier; a prefetched message waits behind a long job while "
+            f"the visibility timeout runs, and dies with its worker)"
+        )
     accept = list(app.conf.get("accept_content") or ())
     if "json" not in accept and "application/json" not in accept:
-        wrong.append(f"accept_content={accept!r} (needs 'json')")
+        wrong.append(
+            f"accept_content={accept!r} (expected to include 'json', the only format of tocsin's messages: "
+            f"add it to app.conf.accept_content)"
+        )
     if wrong:
         msg = (
             f"Celery app {app.main!r} would not run tocsin jobs at least once, one at a time per worker "
-            f"process: {', '.join(wrong)}. Set app.conf.worker_prefetch_multiplier = 1 (a prefetched "
-            f"message waits behind a long job while its lease and the visibility timeout run) and "
-            f"accept JSON; tocsin's task sets acks_late=True and reject_on_worker_lost=True itself."
+            f"process: {'; '.join(wrong)}."
         )
         raise JobsConfigurationError(msg)
 
@@ -134,8 +149,16 @@ class Celery:
         signals.worker_init.connect(self._worker_init, weak=False)
 
     def _worker_init(self, sender: Any = None, **_kwargs: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            check_app(self.app, self.task)
+        """A Celery worker of this app is starting: refuse settings that would lose jobs."""
+        if getattr(sender, "app", None) is not self.app:
+            return
+        try:
+            check_app(self.app, self.task, prefetch_multiplier=getattr(sender, "prefetch_multiplier", None))
+        except JobsConfigurationError as exc:
+            # Celery logs and ignores what a signal receiver raises: only leaving the process stops
+            # the worker, before it consumes a single message.
+            msg = f"celery worker refused to start: {type(exc).__name__}: {exc}"
+            raise SystemExit(msg) from exc
 
     # ---- the relay's side --------------------------------------------------------
 

@@ -13,6 +13,7 @@ version-specific code, and each worker start costs about a second).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -74,12 +75,13 @@ def redis() -> Iterator[RedisServer]:
 class Setup:
     """One test's broker, store, queue, reports; starts workers and relays."""
 
-    def __init__(self, tmp_path: Path, redis: RedisServer, lease: float = 30.0, **env: str) -> None:
+    def __init__(
+        self, tmp_path: Path, redis: RedisServer, lease: float = 30.0, url: str | None = None, **env: str
+    ) -> None:
         self.tmp = tmp_path
         self.extra_env = env  # more for the subprocesses, e.g. TOCSIN_CELERY_JOBS with ?timeout=
         self.redis = redis
-        self.db = tmp_path / "app.db"
-        self.url = f"sqlite:///{self.db}"
+        self.url = url or f"sqlite:///{tmp_path / 'app.db'}"  # the app's database, the job table in it
         self.queue = f"q{uuid.uuid4().hex[:10]}"
         self.lease = lease
         self.engine = create_engine(self.url)
@@ -174,6 +176,30 @@ def setup(tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
         one.close()
 
 
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+def on_each_database(request: pytest.FixtureRequest, tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
+    """The job table in the app's SQLite file or PostgreSQL database (a fresh schema), a 30 s lease.
+
+    The long lease: a worker starved of CPU for the 3 s of the short one would lose its claim and
+    see its job sent again (at least once; but these tests count runs).
+    """
+    from tests.conftest import _fresh_postgres_schema
+
+    schemas = None
+    url = None
+    if request.param == "postgresql":
+        schemas = _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
+        url = next(schemas)
+    one = Setup(tmp_path, redis, lease=30.0, url=url)
+    try:
+        yield one
+    finally:
+        one.close()
+        if schemas is not None:
+            with contextlib.suppress(StopIteration):
+                next(schemas)
+
+
 def _wait_ran(setup: Setup, expected: set[int], timeout: float = 60) -> None:
     try:
         setup.reports.wait_for(lambda _lines: expected <= setup.ran(), timeout=timeout)
@@ -233,7 +259,8 @@ def test_the_sending_transaction_does_what_the_embedded_store_does(tmp_path: Pat
         engine.dispose()
 
 
-def test_commit_runs_rollback_never(setup: Setup) -> None:
+def test_commit_runs_rollback_never(on_each_database: Setup) -> None:
+    setup = on_each_database
     setup.worker()
     with setup.jobs.start_relay():
         setup.send(1, commit=False)
@@ -244,19 +271,8 @@ def test_commit_runs_rollback_never(setup: Setup) -> None:
     assert setup.ran() == {2, 4}
 
 
-@pytest.fixture
-def setup_long_lease(tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
-    # A worker starved of CPU for the 3 s of the short lease would lose its claim and see its job
-    # sent again: at least once, but this test counts runs.
-    one = Setup(tmp_path, redis, lease=30.0)
-    try:
-        yield one
-    finally:
-        one.close()
-
-
-def test_two_thousand_jobs_across_two_workers_none_lost(setup_long_lease: Setup) -> None:
-    setup = setup_long_lease
+def test_two_thousand_jobs_across_two_workers_none_lost(on_each_database: Setup) -> None:
+    setup = on_each_database
     setup.worker()
     setup.worker()
     count = 2000

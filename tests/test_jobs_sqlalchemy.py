@@ -148,9 +148,46 @@ class TestOutbox:
                 session.commit()
             event.remove(db, "before_cursor_execute", record)
             created = [s for s in statements if s.startswith("CREATE TABLE")]
-            assert len(created) == 2  # in the SAVEPOINT, then in the transaction: not once per send
+            if db.dialect.name == "postgresql":
+                assert len(created) == 1  # once, on a connection of its own (see the next test)
+            else:
+                assert len(created) == 2  # in the SAVEPOINT, then in the transaction: not once per send
             assert jobs.run_pending() == 3
             assert sorted(entry["n"] for entry in seen) == [1, 2, 3]
+        finally:
+            if event.contains(db, "before_cursor_execute", record):
+                event.remove(db, "before_cursor_execute", record)
+            jobs.close()
+            with db.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS fresh_jobs"))
+
+    def test_postgresql_creates_the_table_outside_the_senders_transaction(self, db):
+        """Two transactions creating a PostgreSQL table at once: the second fails (a unique violation in
+        pg_type), aborting whatever else it did. A worker or relay starting on a new database races the first
+        send: the job table is created on a connection of its own, never in the application's transaction."""
+        if db.dialect.name != "postgresql":
+            pytest.skip("SQLite creates it in the sender's transaction: another connection would wait on it")
+        from sqlalchemy import event, text
+
+        jobs = Jobs(db, table="fresh_jobs")
+        ddl_on: list[Any] = []
+
+        def record(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("CREATE"):
+                ddl_on.append(conn.connection.dbapi_connection)
+
+        changed.connect(note, via=jobs.later())
+        try:
+            with Session(db) as session, use_session(session):
+                session.begin()
+                mine = session.connection().connection.dbapi_connection
+                event.listen(db, "before_cursor_execute", record)
+                changed.send("a", n=1)
+                event.remove(db, "before_cursor_execute", record)
+                session.commit()
+            assert ddl_on
+            assert mine not in ddl_on
+            assert jobs.run_pending() == 1
         finally:
             if event.contains(db, "before_cursor_execute", record):
                 event.remove(db, "before_cursor_execute", record)

@@ -194,8 +194,13 @@ class Jobs:
                 isinstance(store, SQLAlchemyStore)
                 and (connection := _outbox_connection(session, store)) is not None
             ):
-                if not store._schema_ready:  # noqa: SLF001 - SQLite: DDL on another connection would wait on ours
-                    self._ensure_schema_on(session, connection, store)
+                if not store._schema_ready:  # noqa: SLF001
+                    if store.postgresql:
+                        # On a connection of its own, tolerant of a worker creating it at the same time:
+                        # in the sender's transaction, that race would abort the application's work.
+                        store.ensure_schema()
+                    else:  # SQLite: DDL on another connection would wait on ours
+                        self._ensure_schema_on(session, connection, store)
                 store.insert_on(connection, job)
                 self._wake_at_commit(session, connection)
                 return

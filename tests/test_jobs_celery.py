@@ -76,7 +76,13 @@ class Setup:
     """One test's broker, store, queue, reports; starts workers and relays."""
 
     def __init__(
-        self, tmp_path: Path, redis: RedisServer, lease: float = 30.0, url: str | None = None, **env: str
+        self,
+        tmp_path: Path,
+        redis: RedisServer,
+        lease: float = 30.0,
+        url: str | None = None,
+        jobs_options: dict[str, Any] | None = None,
+        **env: str,
     ) -> None:
         self.tmp = tmp_path
         self.extra_env = env  # more for the subprocesses, e.g. TOCSIN_CELERY_JOBS with ?timeout=
@@ -85,7 +91,9 @@ class Setup:
         self.queue = f"q{uuid.uuid4().hex[:10]}"
         self.lease = lease
         self.engine = create_engine(self.url)
-        self.app, self.jobs = _celery_app.make(redis.url, self.engine, self.queue, lease=lease)
+        self.app, self.jobs = _celery_app.make(
+            redis.url, self.engine, self.queue, lease=lease, **(jobs_options or {})
+        )
         _jobs_app.connect(self.jobs)
         self.reports = Reports(tmp_path / "reports")
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -315,6 +323,32 @@ def test_a_task_that_cannot_claim_its_job_gives_its_message_back(tmp_path: Path,
         assert all(end == [job.id, "REJECTED"] for end in ends[:-1])
         assert setup.jobs.list() == []
     finally:
+        setup.close()
+
+
+def test_a_message_the_broker_lost_is_sent_again_after_resend_after(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The safety net of a `sent` row: Redis restarted without persistence (FLUSHALL here) lost the message;
+    the relay sends the job again once resend_after passed with no task claiming it."""
+    import redis as redis_client
+
+    setup = Setup(tmp_path, redis, jobs_options={"resend_after": 1.0})
+    client = redis_client.Redis.from_url(setup.redis.url)
+    try:
+        setup.send(1)
+        relay = setup.jobs.relay()
+        relay.relay_once()
+        (job,) = setup.jobs.list()
+        assert job.state == "sent"
+        assert client.llen(setup.queue) == 1
+        client.flushall()  # the broker loses what it held
+        setup.worker()
+        with setup.jobs.start_relay():
+            _wait_ran(setup, {1}, timeout=30)
+        assert setup.jobs.list() == []
+    finally:
+        client.close()
         setup.close()
 
 

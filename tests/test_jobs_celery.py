@@ -316,6 +316,7 @@ def test_a_task_that_cannot_claim_its_job_gives_its_message_back(tmp_path: Path,
         finally:
             lock.close()
         _wait_ran(setup, {1}, timeout=30)
+        setup.reports.wait_for(lambda lines: f"postrun {job.id} SUCCESS" in lines)  # reported after "ran"
         ends = [line.split()[1:] for line in setup.reports.lines if line.startswith("postrun ")]
         # Given back (once, or again if the next delivery beat the ROLLBACK), then run.
         assert ends[-1] == [job.id, "SUCCESS"]

@@ -334,7 +334,7 @@ def test_a_message_the_broker_lost_is_sent_again_after_resend_after(
     the relay sends the job again once resend_after passed with no task claiming it."""
     import redis as redis_client
 
-    setup = Setup(tmp_path, redis, jobs_options={"resend_after": 1.0})
+    setup = Setup(tmp_path, redis, jobs_options={"resend_after": 1.0}, TOCSIN_CELERY_POSTRUN="1")
     client = redis_client.Redis.from_url(setup.redis.url)
     try:
         setup.send(1)
@@ -347,6 +347,7 @@ def test_a_message_the_broker_lost_is_sent_again_after_resend_after(
         setup.worker()
         with setup.jobs.start_relay():
             _wait_ran(setup, {1}, timeout=30)
+        setup.reports.wait_for(lambda lines: f"postrun {job.id} SUCCESS" in lines)  # its outcome recorded
         assert setup.jobs.list() == []
     finally:
         client.close()

@@ -279,6 +279,18 @@ def test_commit_runs_rollback_never(on_each_database: Setup) -> None:
     assert setup.ran() == {2, 4}
 
 
+def test_an_async_receiver_runs_in_a_celery_worker(setup: Setup) -> None:
+    setup.worker()
+    with setup.jobs.start_relay():
+        setup.send(5, sender="async")
+        setup.send(6)
+        _wait_ran(setup, {5, 6})
+    assert sorted(line.split()[1::3] for line in setup.reports.lines if line.startswith("ran ")) == [
+        ["5", "async"],
+        ["6"],
+    ]
+
+
 def test_two_thousand_jobs_across_two_workers_none_lost(on_each_database: Setup) -> None:
     setup = on_each_database
     setup.worker()

@@ -4,7 +4,9 @@ Both the test process (which sends and relays) and the worker subprocesses
 build it from the environment: ``TOCSIN_CELERY_BROKER`` (the test's
 redis-server), ``TOCSIN_CELERY_JOBS`` (the job store's URL),
 ``TOCSIN_CELERY_QUEUE`` (a queue of this test only) and
-``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_KILL=before|after`` makes a
+``TOCSIN_CELERY_LEASE``; ``TOCSIN_CELERY_POSTRUN=1`` makes workers report the
+end of each task (``postrun <task id> <state>``); ``TOCSIN_CELERY_SETTINGS``
+(JSON) updates the app's settings; ``TOCSIN_CELERY_KILL=before|after`` makes a
 ``tocsin relay`` process SIGKILL itself right before, or right after, the
 broker accepted its first message. The receivers are those of ``_jobs_app``.
 Short visibility timeouts make a SIGKILLed worker's message come back in
@@ -13,6 +15,7 @@ seconds (production keeps Celery's hour: see docs/background.md).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from typing import Any
@@ -35,6 +38,8 @@ def make(broker: str, jobs_url: Any, queue: str, lease: float = 30.0, **options:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    if os.environ.get("TOCSIN_CELERY_SETTINGS"):  # a worker started with settings under test
+        app.conf.update(json.loads(os.environ["TOCSIN_CELERY_SETTINGS"]))
     jobs = Jobs(jobs_url, celery=app, celery_queue=queue, lease=lease, **options)
     return app, jobs
 
@@ -47,6 +52,13 @@ if os.environ.get("TOCSIN_CELERY_JOBS"):  # in a Celery worker process
         float(os.environ.get("TOCSIN_CELERY_LEASE", "30")),
     )
     _jobs_app.connect(jobs)
+    if os.environ.get("TOCSIN_CELERY_POSTRUN"):  # a worker reports each task's end: "postrun ID STATE"
+        from celery import signals
+
+        def _postrun(task_id: str, state: str, **kwargs: Any) -> None:
+            _jobs_app.report(f"postrun {task_id} {state}")
+
+        signals.task_postrun.connect(_postrun, weak=False)
     if os.environ.get("TOCSIN_CELERY_KILL"):  # tocsin relay: SIGKILL itself around the first publish
         from celery import signals
 

@@ -10,6 +10,7 @@ atomic, so lines from several processes never mix.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import Any
@@ -40,14 +41,22 @@ def block_first(sender: Any, n: int, job: Any, **kwargs: Any) -> None:
     report(f"ran {n} {job.attempt} {os.getpid()}")
 
 
+async def record_async(sender: Any, n: int, job: Any, **kwargs: Any) -> None:
+    """An ``async def`` receiver: reports from inside its event loop."""
+    await asyncio.sleep(0)
+    report(f"ran {n} {job.attempt} {os.getpid()} async")
+
+
 def connect(jobs: Jobs, **options: Any) -> None:
     work.connect(record, sender="record", via=jobs.later(**options))
     work.connect(block_first, sender="block", via=jobs.later(**options))
+    work.connect(record_async, sender="async", via=jobs.later(**options))
 
 
 def disconnect() -> None:
     work.disconnect(record, sender="record")
     work.disconnect(block_first, sender="block")
+    work.disconnect(record_async, sender="async")
 
 
 if os.environ.get("TOCSIN_TEST_JOBS"):  # in a worker process

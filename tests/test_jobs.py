@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import decimal
 import functools
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -543,6 +544,37 @@ class TestWorker:
         stopper.join()
         [left] = jobs.list()
         assert (left.state, left.attempts) == ("queued", 0)
+
+
+class TestSQLiteFile:
+    def test_a_file_in_rollback_journal_mode_being_written_is_switched_to_wal(self, tmp_path):
+        """A worker's first connection to a file the app is writing (SQLAlchemy leaves it in rollback-journal
+        mode) waits for the write to end: SQLite fails the WAL switch at once, without its busy timeout."""
+        from tocsin.background._store import SQLiteStore
+
+        path = tmp_path / "app.db"
+        app = sqlite3.connect(path, isolation_level=None)
+        app.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        app.execute("BEGIN IMMEDIATE")  # the application's write transaction
+        app.execute("INSERT INTO orders VALUES (1)")
+        waits: list[float] = []
+
+        class Store(SQLiteStore):
+            def _busy_wait(self, seconds: float) -> None:
+                if not waits:
+                    app.execute("COMMIT")  # the application commits while the store waits
+                waits.append(seconds)
+                super()._busy_wait(seconds)
+
+        store = Store(f"sqlite:///{path}", table="tocsin_jobs")
+        try:
+            store.ensure_schema()
+            assert store.query("PRAGMA journal_mode", {}) == [("wal",)]
+            assert store.list() == []
+        finally:
+            store.close()
+            app.close()
+        assert len(waits) == 1
 
 
 class TestWithoutSQLAlchemy:

@@ -13,9 +13,12 @@ version-specific code, and each worker start costs about a second).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,7 +37,6 @@ import _celery_app
 import _jobs_app
 from _redis import RedisServer, RedisUnavailableError
 from test_jobs_workers import Reports, _pythonpath
-from tocsin.background import JobsConfigurationError
 from tocsin.sqlalchemy import use_session
 
 if TYPE_CHECKING:
@@ -73,15 +75,25 @@ def redis() -> Iterator[RedisServer]:
 class Setup:
     """One test's broker, store, queue, reports; starts workers and relays."""
 
-    def __init__(self, tmp_path: Path, redis: RedisServer, lease: float = 30.0) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        redis: RedisServer,
+        lease: float = 30.0,
+        url: str | None = None,
+        jobs_options: dict[str, Any] | None = None,
+        **env: str,
+    ) -> None:
         self.tmp = tmp_path
+        self.extra_env = env  # more for the subprocesses, e.g. TOCSIN_CELERY_JOBS with ?timeout=
         self.redis = redis
-        self.db = tmp_path / "app.db"
-        self.url = f"sqlite:///{self.db}"
+        self.url = url or f"sqlite:///{tmp_path / 'app.db'}"  # the app's database, the job table in it
         self.queue = f"q{uuid.uuid4().hex[:10]}"
         self.lease = lease
         self.engine = create_engine(self.url)
-        self.app, self.jobs = _celery_app.make(redis.url, self.engine, self.queue, lease=lease)
+        self.app, self.jobs = _celery_app.make(
+            redis.url, self.engine, self.queue, lease=lease, **(jobs_options or {})
+        )
         _jobs_app.connect(self.jobs)
         self.reports = Reports(tmp_path / "reports")
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -96,10 +108,11 @@ class Setup:
             TOCSIN_TEST_REPORT=str(self.reports.path),
             PYTHONPATH=_pythonpath(env),
         )
+        env.update(self.extra_env)
         env.pop("TOCSIN_TEST_JOBS", None)
         return env
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, *options: str) -> subprocess.Popen[bytes]:
         argv = [
             sys.executable,
             "-m",
@@ -116,6 +129,7 @@ class Setup:
             "--loglevel=WARNING",
             "-n",
             f"w{len(self.processes)}@%h",
+            *options,
         ]
         return self._spawn(argv, f"worker{len(self.processes)}.log")
 
@@ -170,11 +184,91 @@ def setup(tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
         one.close()
 
 
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+def on_each_database(request: pytest.FixtureRequest, tmp_path: Path, redis: RedisServer) -> Iterator[Setup]:
+    """The job table in the app's SQLite file or PostgreSQL database (a fresh schema), a 30 s lease.
+
+    The long lease: a worker starved of CPU for the 3 s of the short one would lose its claim and
+    see its job sent again (at least once; but these tests count runs).
+    """
+    from tests.conftest import _fresh_postgres_schema
+
+    schemas = None
+    url = None
+    if request.param == "postgresql":
+        schemas = _fresh_postgres_schema(request.getfixturevalue("postgres_url"))
+        url = next(schemas)
+    one = Setup(tmp_path, redis, lease=30.0, url=url)
+    try:
+        yield one
+    finally:
+        one.close()
+        if schemas is not None:
+            with contextlib.suppress(StopIteration):
+                next(schemas)
+
+
 def _wait_ran(setup: Setup, expected: set[int], timeout: float = 60) -> None:
-    setup.reports.wait_for(lambda _lines: expected <= setup.ran(), timeout=timeout)
+    try:
+        setup.reports.wait_for(lambda _lines: expected <= setup.ran(), timeout=timeout)
+    except pytest.fail.Exception:
+        # What a CI log needs to tell a lost job from a slow one: the rows left, the processes' logs.
+        missing = sorted(expected - setup.ran())
+        rows = [(job.id, job.state, job.attempts, job.run_at, job.last_error) for job in setup.jobs.list()]
+        logs = "".join(
+            f"\n--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}"
+            for log in sorted(setup.tmp.glob("*.log"))
+        )
+        pytest.fail(
+            f"{len(missing)} job(s) not run within {timeout} s: {missing[:20]}; rows left ({len(rows)}): "
+            f"{rows[:10]}{logs}",
+            pytrace=False,
+        )
 
 
-def test_commit_runs_rollback_never(setup: Setup) -> None:
+def test_the_sending_transaction_does_what_the_embedded_store_does(tmp_path: Path) -> None:
+    """Jobs(engine, celery=app) costs a send the same statements as Jobs(engine), and no broker round trip
+    (its broker is a port nothing listens on)."""
+    from sqlalchemy import event
+
+    from tocsin.background import Jobs
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    embedded = Jobs(engine)
+    _app, on_celery = _celery_app.make("redis://127.0.0.1:9/0", engine, "q")
+
+    def statements(jobs: Jobs) -> list[str]:
+        seen: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(statement)
+
+        _jobs_app.connect(jobs)
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with Session(engine) as session, use_session(session):
+                for n in range(3):
+                    _jobs_app.work.send(sender="record", n=n)
+                session.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+            _jobs_app.disconnect()
+        return seen
+
+    try:
+        first = statements(embedded)
+        assert statements(on_celery) == first  # each store's first transaction: CREATE ... IF NOT EXISTS
+        assert statements(on_celery) == statements(embedded)
+        assert [s.split()[:3] for s in statements(on_celery)] == [["INSERT", "INTO", "tocsin_jobs"]] * 3
+        assert len(on_celery.list()) == 15
+    finally:
+        on_celery.close()
+        embedded.close()
+        engine.dispose()
+
+
+def test_commit_runs_rollback_never(on_each_database: Setup) -> None:
+    setup = on_each_database
     setup.worker()
     with setup.jobs.start_relay():
         setup.send(1, commit=False)
@@ -185,17 +279,91 @@ def test_commit_runs_rollback_never(setup: Setup) -> None:
     assert setup.ran() == {2, 4}
 
 
-def test_two_thousand_jobs_across_two_workers_none_lost(setup: Setup) -> None:
+def test_an_async_receiver_runs_in_a_celery_worker(setup: Setup) -> None:
+    setup.worker()
+    with setup.jobs.start_relay():
+        setup.send(5, sender="async")
+        setup.send(6)
+        _wait_ran(setup, {5, 6})
+    assert sorted(line.split()[1::3] for line in setup.reports.lines if line.startswith("ran ")) == [
+        ["5", "async"],
+        ["6"],
+    ]
+
+
+def test_two_thousand_jobs_across_two_workers_none_lost(on_each_database: Setup) -> None:
+    setup = on_each_database
     setup.worker()
     setup.worker()
     count = 2000
     with setup.jobs.start_relay():
         for start in range(0, count, 200):
             setup.send_many(range(start, start + 200))
-        _wait_ran(setup, set(range(count)), timeout=240)
+        _wait_ran(setup, set(range(count)), timeout=180)
     runs = [line for line in setup.reports.lines if line.startswith("ran ")]
     assert len(runs) == count  # no worker died: none ran twice
     assert len({line.split()[3] for line in runs}) == 2  # both workers took jobs
+
+
+def test_a_task_that_cannot_claim_its_job_gives_its_message_back(tmp_path: Path, redis: RedisServer) -> None:
+    """The job table is locked past the worker's busy timeout when its message arrives (what lost jobs
+    in CI: a worker's first connection met the sender's write transaction): the task must not
+    acknowledge the message, which would leave the row `sent` with no message until resend_after."""
+    db = tmp_path / "app.db"
+    setup = Setup(
+        tmp_path, redis, TOCSIN_CELERY_JOBS=f"sqlite:///{db}?timeout=0.2", TOCSIN_CELERY_POSTRUN="1"
+    )
+    try:
+        setup.send(1)
+        assert setup.jobs.relay().relay_once() is False
+        (job,) = setup.jobs.list()
+        assert job.state == "sent"
+        lock = sqlite3.connect(db, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")  # an application's long write transaction
+            lock.execute(f"UPDATE tocsin_jobs SET attempts = attempts WHERE id = '{job.id}'")
+            setup.worker()
+            setup.reports.wait_for(lambda lines: any(line.startswith("postrun ") for line in lines))
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+        _wait_ran(setup, {1}, timeout=30)
+        setup.reports.wait_for(lambda lines: f"postrun {job.id} SUCCESS" in lines)  # reported after "ran"
+        ends = [line.split()[1:] for line in setup.reports.lines if line.startswith("postrun ")]
+        # Given back (once, or again if the next delivery beat the ROLLBACK), then run.
+        assert ends[-1] == [job.id, "SUCCESS"]
+        assert ends[:-1]
+        assert all(end == [job.id, "REJECTED"] for end in ends[:-1])
+        assert setup.jobs.list() == []
+    finally:
+        setup.close()
+
+
+def test_a_message_the_broker_lost_is_sent_again_after_resend_after(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """The safety net of a `sent` row: Redis restarted without persistence (FLUSHALL here) lost the message;
+    the relay sends the job again once resend_after passed with no task claiming it."""
+    import redis as redis_client
+
+    setup = Setup(tmp_path, redis, jobs_options={"resend_after": 1.0}, TOCSIN_CELERY_POSTRUN="1")
+    client = redis_client.Redis.from_url(setup.redis.url)
+    try:
+        setup.send(1)
+        relay = setup.jobs.relay()
+        relay.relay_once()
+        (job,) = setup.jobs.list()
+        assert job.state == "sent"
+        assert client.llen(setup.queue) == 1
+        client.flushall()  # the broker loses what it held
+        setup.worker()
+        with setup.jobs.start_relay():
+            _wait_ran(setup, {1}, timeout=30)
+        setup.reports.wait_for(lambda lines: f"postrun {job.id} SUCCESS" in lines)  # its outcome recorded
+        assert setup.jobs.list() == []
+    finally:
+        client.close()
+        setup.close()
 
 
 def test_sigkill_a_worker_mid_job_redelivers_it(setup: Setup) -> None:
@@ -298,11 +466,60 @@ def test_redis_down_the_relay_retries_and_the_app_keeps_committing(setup: Setup)
         logger.removeHandler(failures)
 
 
-def test_worker_settings_that_lose_jobs_are_refused(setup: Setup) -> None:
-    from tocsin.background._celery import check_app
+_REFUSED = {
+    "prefetch": (
+        {"worker_prefetch_multiplier": 4},
+        (),
+        (
+            "a prefetch multiplier of 4 (expected 1: set app.conf.worker_prefetch_multiplier = 1 and do not "
+            "pass --prefetch-multiplier;"
+        ),
+    ),
+    "prefetch-option": (
+        {},
+        ("--prefetch-multiplier=3",),
+        "a prefetch multiplier of 3 (expected 1: set app.conf.worker_prefetch_multiplier = 1",
+    ),
+    "acks-early": (
+        {
+            "task_annotations": {
+                "tocsin.jobs.tocsin_jobs": {"acks_late": False, "reject_on_worker_lost": False}
+            }
+        },
+        (),
+        (
+            "the task's acks_late=False (expected True: remove what overrides it, e.g. an entry of "
+            "app.conf.task_annotations for 'tocsin.jobs.tocsin_jobs' or '*'); "
+            "the task's reject_on_worker_lost=False"
+        ),
+    ),
+    "no-json": (
+        {"accept_content": ["yaml"]},
+        (),
+        (
+            "accept_content=['yaml'] (expected to include 'json', the only format of tocsin's messages: "
+            "add it to app.conf.accept_content)"
+        ),
+    ),
+}
 
-    check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]
-    setup.app.conf.worker_prefetch_multiplier = 4
-    setup.app.conf.accept_content = ["pickle"]
-    with pytest.raises(JobsConfigurationError, match=r"worker_prefetch_multiplier=4 \(needs 1\).*'json'"):
-        check_app(setup.app, setup.jobs.celery.task)  # type: ignore[union-attr]
+
+@pytest.mark.parametrize("case", list(_REFUSED))
+def test_a_celery_worker_with_settings_that_lose_jobs_refuses_to_start(
+    tmp_path: Path, redis: RedisServer, case: str
+) -> None:
+    settings, options, expected = _REFUSED[case]
+    setup = Setup(tmp_path, redis, TOCSIN_CELERY_SETTINGS=json.dumps(settings))
+    try:
+        setup.send(1)
+        setup.jobs.relay().relay_once()
+        worker = setup.worker(*options)
+        assert worker.wait(60) == 1
+        log = (tmp_path / "worker0.log").read_text()
+        assert (
+            "celery worker refused to start: JobsConfigurationError: Celery app 'tocsin_test' would not run "
+            "tocsin jobs at least once, one at a time per worker process: " + expected
+        ) in log
+        assert [job.state for job in setup.jobs.list()] == ["sent"]  # its message was not consumed
+    finally:
+        setup.close()

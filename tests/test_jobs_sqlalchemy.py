@@ -125,6 +125,78 @@ class TestOutbox:
         jobs.run_pending()
         assert [entry["n"] for entry in seen] == [1]
 
+    def test_a_new_job_table_is_created_once_per_transaction_not_per_send(self, db):
+        """Until a transaction that created the table commits, each transaction creates it once."""
+        from sqlalchemy import event, text
+
+        jobs = Jobs(db, table="fresh_jobs")
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(db, "before_cursor_execute", record)
+        try:
+            changed.connect(note, via=jobs.later())
+            with Session(db) as session, use_session(session):
+                session.begin()
+                nested = session.begin_nested()
+                changed.send("dropped", n=0)  # creates the table in the SAVEPOINT,
+                nested.rollback()  # which takes it away again
+                for n in range(1, 4):
+                    changed.send("kept", n=n)
+                session.commit()
+            event.remove(db, "before_cursor_execute", record)
+            created = [s for s in statements if s.startswith("CREATE TABLE")]
+            if db.dialect.name == "postgresql":
+                assert len(created) == 1  # once, on a connection of its own (see the next test)
+            else:
+                assert len(created) == 2  # in the SAVEPOINT, then in the transaction: not once per send
+            assert jobs.run_pending() == 3
+            assert sorted(entry["n"] for entry in seen) == [1, 2, 3]
+        finally:
+            if event.contains(db, "before_cursor_execute", record):
+                event.remove(db, "before_cursor_execute", record)
+            jobs.close()
+            with db.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS fresh_jobs"))
+
+    def test_where_a_send_creates_the_job_table(self, db):
+        """PostgreSQL: on a connection of its own. Two transactions creating a table at once: the second
+        fails (a unique violation in pg_type), aborting whatever else it did, and a worker or relay starting
+        on a new database races the first send. SQLite: in the sender's transaction (DDL on another
+        connection would wait for it to end)."""
+        from sqlalchemy import event, text
+
+        jobs = Jobs(db, table="fresh_jobs")
+        ddl_on: list[Any] = []
+
+        def record(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("CREATE"):
+                ddl_on.append(conn.connection.dbapi_connection)
+
+        changed.connect(note, via=jobs.later())
+        try:
+            with Session(db) as session, use_session(session):
+                session.begin()
+                mine = session.connection().connection.dbapi_connection
+                event.listen(db, "before_cursor_execute", record)
+                changed.send("a", n=1)
+                event.remove(db, "before_cursor_execute", record)
+                session.commit()
+            assert ddl_on
+            if db.dialect.name == "postgresql":
+                assert mine not in ddl_on
+            else:
+                assert set(ddl_on) == {mine}
+            assert jobs.run_pending() == 1
+        finally:
+            if event.contains(db, "before_cursor_execute", record):
+                event.remove(db, "before_cursor_execute", record)
+            jobs.close()
+            with db.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS fresh_jobs"))
+
     def test_outside_a_transaction_the_job_is_written_at_once(self, db, jobs):
         changed.connect(note, via=jobs.later())
         changed.send("a", n=1)

@@ -22,13 +22,16 @@ job row written in the sender's transaction, ``key=``, retries, dead letters,
   runs, and records the outcome in the row (deleted, retried by the relay
   later, or a dead letter). A message whose row is gone (finished), running
   elsewhere or not due is acknowledged and ignored: duplicates cost a
-  claim, not a run.
+  claim, not a run. A claim that fails (the database is down or locked)
+  gives the message back to the broker (``Reject(requeue=True)``) instead of
+  acknowledging it: a job is never left ``sent`` with no message.
 
 At-least-once needs acknowledgement after the run: the task is declared
 ``acks_late=True, reject_on_worker_lost=True``, and a Celery worker of an
 app whose settings would not run jobs one at a time, at least once
-(``worker_prefetch_multiplier`` > 1, JSON not accepted) refuses to start
-with :class:`JobsConfigurationError` (``check_app``).
+(those two overridden by ``task_annotations``, a prefetch multiplier > 1,
+JSON not accepted) refuses to start: it exits with the
+:class:`JobsConfigurationError` of ``check_app`` as its message.
 """
 
 from __future__ import annotations
@@ -56,30 +59,44 @@ __all__ = ["Celery", "Relay", "check_app"]
 logger = logging.getLogger("tocsin.background")
 
 
-def check_app(app: Any, task: Any) -> None:
+def check_app(app: Any, task: Any, *, prefetch_multiplier: object = None) -> None:
     """Refuse to run *task* in a worker of *app* whose settings would lose a job or decode unsafely.
 
     ``acks_late`` and ``reject_on_worker_lost`` are the task's own options
-    (set by tocsin, overriding ``task_acks_late``/``task_reject_on_worker_lost``);
-    ``worker_prefetch_multiplier`` and ``accept_content`` are the app's.
+    (set by tocsin, so ``task_acks_late`` does not change them; only
+    ``task_annotations`` can); the prefetch multiplier is the worker's
+    (*prefetch_multiplier*: ``--prefetch-multiplier``, else
+    ``worker_prefetch_multiplier``); ``accept_content`` is the app's.
+
+    Raises:
+        JobsConfigurationError: what was expected, what was found, and how to
+            fix each.
     """
     wrong = [
-        f"the task's {name}={getattr(task, name, None)!r} (needs True)"
+        f"the task's {name}={getattr(task, name, None)!r} (expected True: remove what overrides it, "
+        f"e.g. an entry of app.conf.task_annotations for {task.name!r} or '*')"
         for name in ("acks_late", "reject_on_worker_lost")
         if getattr(task, name, None) is not True
     ]
-    prefetch = app.conf.get("worker_prefetch_multiplier")
+    prefetch = (
+        app.conf.get("worker_prefetch_multiplier") if prefetch_multiplier is None else prefetch_multiplier
+    )
     if prefetch != 1:
-        wrong.append(f"worker_prefetch_multiplier={prefetch!r} (needs 1)")
+        wrong.append(
+            f"a prefetch multiplier of {prefetch!r} (expected 1: set app.conf.worker_prefetch_multiplier = 1 "
+            f"and do not pass --prefetch-multiplier; a prefetched message waits behind a long job while "
+            f"the visibility timeout runs, and dies with its worker)"
+        )
     accept = list(app.conf.get("accept_content") or ())
     if "json" not in accept and "application/json" not in accept:
-        wrong.append(f"accept_content={accept!r} (needs 'json')")
+        wrong.append(
+            f"accept_content={accept!r} (expected to include 'json', the only format of tocsin's messages: "
+            f"add it to app.conf.accept_content)"
+        )
     if wrong:
         msg = (
             f"Celery app {app.main!r} would not run tocsin jobs at least once, one at a time per worker "
-            f"process: {', '.join(wrong)}. Set app.conf.worker_prefetch_multiplier = 1 (a prefetched "
-            f"message waits behind a long job while its lease and the visibility timeout run) and "
-            f"accept JSON; tocsin's task sets acks_late=True and reject_on_worker_lost=True itself."
+            f"process: {'; '.join(wrong)}."
         )
         raise JobsConfigurationError(msg)
 
@@ -109,6 +126,9 @@ class Celery:
             )
             raise JobsConfigurationError(msg)
         self._runner: Runner | None = None
+        #: Seconds a task waits before giving back a message whose job it could not claim.
+        self.requeue_delay = min(1.0, jobs.poll_interval)
+        self._pause = threading.Event()  # never set: an interruptible wait
         self._host = f"celery:{socket.gethostname()}:{os.getpid()}"
 
         def run_job(job_id: object, **message: Any) -> str:
@@ -129,8 +149,16 @@ class Celery:
         signals.worker_init.connect(self._worker_init, weak=False)
 
     def _worker_init(self, sender: Any = None, **_kwargs: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            check_app(self.app, self.task)
+        """A Celery worker of this app is starting: refuse settings that would lose jobs."""
+        if getattr(sender, "app", None) is not self.app:
+            return
+        try:
+            check_app(self.app, self.task, prefetch_multiplier=getattr(sender, "prefetch_multiplier", None))
+        except JobsConfigurationError as exc:
+            # Celery logs and ignores what a signal receiver raises: only leaving the process stops
+            # the worker, before it consumes a single message.
+            msg = f"celery worker refused to start: {type(exc).__name__}: {exc}"
+            raise SystemExit(msg) from exc
 
     # ---- the relay's side --------------------------------------------------------
 
@@ -158,7 +186,13 @@ class Celery:
         jobs = self.jobs
         store = jobs.store
         worker = f"{self._host}:{uuid.uuid4().hex[:12]}"
-        claimed = store.claim_one(job_id, worker=worker, now=jobs.clock(), lease=jobs.lease)
+        try:
+            claimed = store.claim_one(job_id, worker=worker, now=jobs.clock(), lease=jobs.lease)
+        except Exception as exc:
+            # Nothing is recorded: acknowledging the message (what Celery does with a task that
+            # raises, acks_late or not) would leave the row `sent` until resend_after. Give the
+            # message back instead, after a pause so a database that is down is not hammered.
+            raise self._requeue(job_id, message, exc) from exc
         if claimed is None:
             logger.info(
                 "Job %s (%s): nothing to run (finished, running elsewhere or not due yet)",
@@ -175,6 +209,22 @@ class Celery:
         if outcome.kind == "retry":
             jobs._wake()  # noqa: SLF001 - a relay in this process sends it when due
         return outcome.kind
+
+    def _requeue(self, job_id: str, message: dict[str, Any], exc: Exception) -> Exception:
+        """The ``Reject(requeue=True)`` giving back the message of a job that could not be claimed."""
+        from celery.exceptions import Reject  # type: ignore[import-untyped]  # noqa: PLC0415 - celery= imports it
+
+        logger.warning(
+            "Job %s (%s): could not claim it (%s: %s); its message goes back to the queue in %s s",
+            job_id,
+            message.get("receiver"),
+            type(exc).__name__,
+            exc,
+            self.requeue_delay,
+        )
+        self._pause.wait(self.requeue_delay)
+        rejected: Exception = Reject(f"claiming job {job_id} failed: {exc!r}", requeue=True)
+        return rejected
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ __all__ = ["Jobs"]
 logger = logging.getLogger("tocsin.background")
 
 _WOKEN = "tocsin.background.woken"  # Session.info: the transaction already set to wake workers
+_SCHEMA = "tocsin.background.schema"  # Session.info[(_SCHEMA, table)]: the transaction that created it
 _MAX_ORIGINS = 10_000  # observed sends remembered for in-process runs
 
 
@@ -193,9 +194,13 @@ class Jobs:
                 isinstance(store, SQLAlchemyStore)
                 and (connection := _outbox_connection(session, store)) is not None
             ):
-                if not store._schema_ready:  # noqa: SLF001 - SQLite: DDL on another connection would wait on ours
-                    store.ensure_schema(connection)
-                    _on_commit(session, store.ensure_schema)
+                if not store._schema_ready:  # noqa: SLF001
+                    if store.postgresql:
+                        # On a connection of its own, tolerant of a worker creating it at the same time:
+                        # in the sender's transaction, that race would abort the application's work.
+                        store.ensure_schema()
+                    else:  # SQLite: DDL on another connection would wait on ours
+                        self._ensure_schema_on(session, connection, store)
                 store.insert_on(connection, job)
                 self._wake_at_commit(session, connection)
                 return
@@ -203,6 +208,18 @@ class Jobs:
             return
         self.store.insert(job)
         self._wake()
+
+    def _ensure_schema_on(self, session: Any, connection: Any, store: SQLAlchemyStore) -> None:
+        # Once per (innermost) transaction, not once per send: the table is ready for good only
+        # when a transaction that created it commits, and until then every send would run the DDL.
+        # The innermost one, because a SAVEPOINT rolled back takes the DDL with it.
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        marker = (_SCHEMA, store.identity)  # per table: several Jobs can share a Session
+        if session.info.get(marker) is transaction:
+            return
+        session.info[marker] = transaction
+        store.ensure_schema(connection)
+        _on_commit(session, store.schema_committed)  # dropped with a SAVEPOINT rolled back
 
     def _wake_at_commit(self, session: Any, connection: Any) -> None:
         transaction = session.get_transaction()

@@ -25,6 +25,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -328,21 +329,51 @@ class SQLiteStore(Store):
         if conn is not None and local.generation == self._generation:
             return conn
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            if not self._schema_ready:
+                self._create_schema(conn)
+        except BaseException:
+            conn.close()  # the next call starts over, WAL switch included
+            raise
         local.conn, local.generation = conn, self._generation
         with self._lock:
             self._open.append(conn)
-        if not self._schema_ready:
-            self._create_schema(conn)
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
+            self._switch_to_wal(conn)
         with _transaction(conn):
             for statement in _sql.SCHEMA:
                 conn.execute(self._sql(statement))
         self._schema_ready = True
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """``PRAGMA journal_mode=WAL`` (persistent: once per file), waiting up to ``timeout`` for the lock.
+
+        The switch needs the file to itself, and SQLite fails it at once,
+        without its busy timeout, while another connection holds a write
+        transaction (a file created through SQLAlchemy, in rollback-journal
+        mode, that the application is writing to): retry as a busy statement
+        would wait.
+        """
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:  # noqa: PERF203 - retried a few times at most
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                self._busy_wait(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.1)
+            else:
+                return
+
+    def _busy_wait(self, seconds: float) -> None:
+        """Wait before trying a busy database again."""
+        time.sleep(seconds)
 
     def ensure_schema(self) -> None:
         self._connection()
@@ -513,6 +544,10 @@ class SQLAlchemyStore(Store):
                         raise
                     break
             self._schema_ready = True
+
+    def schema_committed(self) -> None:
+        """A transaction that ran ``ensure_schema(connection)`` committed: the table exists."""
+        self._schema_ready = True
 
     def exists(self) -> bool:
         """Whether the table exists (committed)."""

@@ -185,7 +185,15 @@ def _release(namespace: dict[str, object]) -> None:
     A snippet ends where a program goes on; its engines and job stores
     would be closed at exit. Here they must be closed now: Python 3.13
     reports a SQLite connection collected unclosed (ResourceWarning).
+    Its receivers are disconnected from every signal, as its exit would
+    take them along: a background receiver stays referenced by its job
+    store, which its connection's policy holds, so on a signal that outlives
+    the block (a model signal) it would otherwise hear the next block's sends.
     """
+    for signal in tocsin.all_signals():
+        for connection in signal.connections():
+            if connection.module == namespace["__name__"] and not connection.local:
+                signal.disconnect(connection.receiver, connection.sender, connection.dispatch_uid)
     for value in list(namespace.values()):
         close = getattr(value, "close", None) if type(value).__name__ == "Jobs" else None
         if close is not None:

@@ -17,7 +17,7 @@ FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/
 	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
-.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs test-stress clean
+.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs test-stress docs docs-check clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
@@ -26,7 +26,7 @@ $(VENV)/bin/python:
 
 # Tools and test dependencies (pyproject [dependency-groups]); reinstalled when pyproject changes.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PIP) install --group test --group lint --group bench
+	$(PIP) install --group test --group lint --group bench --group docs
 	touch $(STAMP)
 
 demo: | $(VENV)/bin/python
@@ -35,8 +35,8 @@ demo: | $(VENV)/bin/python
 	@for f in examples/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext
 	PYTHONPATH=src $(VENV)/bin/lint-imports  # the layers of docs/design.md (pyproject [tool.importlinter])
 
 typecheck: $(STAMP)
@@ -80,7 +80,17 @@ pytest-3.%:
 	[ -n "$$exe" ] || { echo "No CPython $$v: neither python$$v nor $(PYENV_ROOT)/versions/$$v.N runs"; exit 1; }; \
 	$(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=.venvs/$$v
 
-test: lint typecheck pytest-all test-stress  # the full-size worker stress test once, on the default Python
+test: lint typecheck docs-check pytest-all test-stress  # the full-size worker stress test once, on the default Python
+
+# The docs site (mkdocs.yml: Material for MkDocs, API reference by mkdocstrings from src/) into site/.
+# docs-check, part of `make test`, builds it with --strict: a broken link or anchor, a page missing
+# from the nav or a mkdocstrings warning fails.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+docs: $(STAMP)
+	$(MKDOCS) build --site-dir site
+
+docs-check: $(STAMP)
+	$(MKDOCS) build --strict --site-dir site
 
 bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
@@ -103,7 +113,7 @@ test-stress: $(STAMP)
 	TOCSIN_STRESS_JOBS=10000 $(PY) -m pytest tests/test_jobs_workers.py -k four_processes $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .venvs build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venvs build dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # The property-based state machine with many more fresh examples than `make test` runs:
 # TOCSIN_HYPOTHESIS_DEEP=1 (the default here) runs 1,500, TOCSIN_HYPOTHESIS_DEEP=N runs N.

@@ -1,7 +1,7 @@
 """Compare tocsin with django.dispatch, blinker, psygnal and PyDispatcher.
 
 Usage: ``python benchmarks/run.py [--quick] [--rounds N] [--sample-ms MS]
-[--only SUBSTRING] [--output PATH]``.
+[--only SUBSTRING] [--output PATH] [--chart PATH]``.
 
 Everything runs in one process. For each timed scenario every library's case
 and the baseline are timed in interleaved rounds (shuffled order each round);
@@ -9,7 +9,8 @@ a round's result for a library is its time divided by the baseline's time in
 the same round, after subtracting the cost of timeit's empty loop; the table
 shows the median over rounds. After timing, each case checks its receivers'
 counters: every receiver that should fire fired exactly once per send, and no
-other. See docs/benchmarks.md.
+other. The same results are drawn into docs/img/bench.png (see _chart.py).
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _async_scenarios  # noqa: F401 - registers the async rows
+from _chart import write_chart
 from _libs import Lib, all_libs
 from _scenarios import SCENARIOS, Case, Scenario
 
 HERE = Path(__file__).resolve().parent
+CHART = HERE.parent / "docs" / "img" / "bench.png"
 BASELINE = "baseline"
 EMPTY = "empty"
 
@@ -248,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", default=str(HERE / "results.md"), help="markdown file to write ('-': none)"
     )
+    parser.add_argument(
+        "--chart",
+        default=str(CHART),
+        help="PNG chart of the results ('-': none; not drawn for a partial run with --only)",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 9 if args.quick else 101
@@ -275,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.output != "-":
         Path(args.output).write_text(text, encoding="utf-8")
+    if (
+        args.chart != "-"
+        and not args.only
+        and write_chart(rows, [lib.name for lib in libs], info, Path(args.chart))
+    ):
+        print(f"chart: {args.chart}", file=sys.stderr)
     return 1 if any(result["errors"] for _, result in rows) else 0
 
 

@@ -218,7 +218,7 @@ class TypedSignal(Signal, Generic[P]):
             one that does not resolve (a name imported only under ``if
             TYPE_CHECKING:``) is reported by an ``UncheckedAnnotationWarning``
             and left unchecked.
-        **options: passed to :class:`Signal` (``async_mode``).
+        async_mode: passed to :class:`Signal`.
 
     .. versionadded:: 0.1
 

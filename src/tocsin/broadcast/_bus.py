@@ -93,6 +93,11 @@ class Bus:
         maxlen: Redis Streams only: the stream's approximate length (``XADD
             MAXLEN ~``), i.e. its retention.
         max_backoff: the longest wait between reconnection attempts, seconds.
+        health_check: after this many seconds without traffic the listener
+            checks its connection (Redis: ``PING`` on the subscribed
+            connection; PostgreSQL: ``SELECT 1``) and reads the reply.
+        timeout: seconds to wait for a connection, a reply, or the
+            health check's reply before the connection is presumed dead.
 
     Attributes:
         gap: a signal sent (sender: the bus, ``reason=``) whenever remote
@@ -113,6 +118,8 @@ class Bus:
         sessions: Callable[[], Any] | None = None,
         maxlen: int = 100_000,
         max_backoff: float = 5.0,
+        health_check: float = 5.0,
+        timeout: float = 2.0,
     ) -> None:
         options: tuple[tuple[str, object], ...] = (
             ("max_bytes", max_bytes),
@@ -130,7 +137,15 @@ class Bus:
             msg = f"Bus(secret=...) must be a non-empty str or bytes; got {type(secret).__name__}."
             raise BusConfigurationError(msg)
         self.url = masked(url) if isinstance(url, str) else repr(url)
-        self._transport = open_transport(url, channel, maxlen)
+        for option, seconds in (
+            ("max_backoff", max_backoff),
+            ("health_check", health_check),
+            ("timeout", timeout),
+        ):
+            if not _is_seconds(seconds):
+                msg = f"Bus({option}=...) must be a positive number of seconds; got {seconds!r}."
+                raise BusConfigurationError(msg)
+        self._transport = open_transport(url, channel, maxlen, health_check=health_check, timeout=timeout)
         self.max_bytes = min(max_bytes, self._transport.limit)
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.sessions = sessions
@@ -442,13 +457,15 @@ class Bus:
         if first:
             logger.warning("%r: %s lost its connection (%s); retrying with backoff.", self, who, exc)
 
-    def _on_subscribed(self, reason: str) -> None:
+    def _on_subscribed(self, reason: str | None) -> None:
         with self._counters.lock:
             self._counters.state = "connected"
-            self._counters.gaps += 1
+            if reason is not None:
+                self._counters.gaps += 1
         self._listen_backoff.reset()
         self._subscribed.set()
-        self._resend(self.gap, self, {"reason": reason}, None)
+        if reason is not None:
+            self._resend(self.gap, self, {"reason": reason}, None)
 
     def _deliver(self, data: bytes) -> None:
         counters = self._counters
@@ -504,6 +521,10 @@ class Bus:
 def _is_token(text: object) -> bool:
     """Whether *text* can travel in a message header: printable ASCII without spaces."""
     return isinstance(text, str) and bool(text) and text.isascii() and text.isprintable() and " " not in text
+
+
+def _is_seconds(value: object) -> bool:
+    return type(value) in (int, float) and 0 < value < float("inf")  # type: ignore[operator] # int or float
 
 
 def _is_signal(signal: object) -> bool:

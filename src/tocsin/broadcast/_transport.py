@@ -31,14 +31,16 @@ class Transport(Protocol):
     def listen(
         self,
         running: Callable[[], bool],
-        subscribed: Callable[[str], None],
+        subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
         """Receive until ``running()`` is False; raise when the connection is lost.
 
-        Call ``subscribed(reason)`` whenever messages may have been missed
-        (every subscription, a trimmed stream...), before delivering what
-        follows; call ``deliver(message)`` for each message, in order.
+        Call ``subscribed(reason)`` once connected and whenever messages may
+        have been missed (every subscription, a trimmed stream...), before
+        delivering what follows; ``subscribed(None)`` when connected with
+        nothing missed (a stream resumed). Call ``deliver(message)`` for each
+        message, in order.
         """
 
     def interrupt(self) -> None:
@@ -60,7 +62,7 @@ def masked(url: str) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
-def open_transport(url: str, channel: str, maxlen: int) -> Transport:
+def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, timeout: float) -> Transport:
     """The transport *url* names (``memory://``, ``redis://``, ``redis+stream://``, ``postgresql://``).
 
     Raises:
@@ -80,15 +82,15 @@ def open_transport(url: str, channel: str, maxlen: int) -> Transport:
     if scheme in {"redis", "rediss", "unix"}:
         from ._transport_redis import RedisTransport  # noqa: PLC0415
 
-        return RedisTransport(url, channel)
+        return RedisTransport(url, channel, timeout=timeout, health_interval=health_check)
     if scheme in {"redis+stream", "rediss+stream"}:
         from ._transport_stream import StreamTransport  # noqa: PLC0415
 
-        return StreamTransport(url.replace("+stream", "", 1), channel, maxlen)
+        return StreamTransport(url.replace("+stream", "", 1), channel, maxlen, timeout=timeout)
     if scheme.startswith(("postgresql", "postgres")):
         from ._transport_postgres import PostgresTransport  # noqa: PLC0415
 
-        return PostgresTransport(url, channel)
+        return PostgresTransport(url, channel, timeout=timeout, health_interval=health_check)
     msg = (
         f"Bus() does not know the URL scheme {scheme!r} of {masked(url)!r}: use 'redis://', "
         f"'redis+stream://', 'postgresql://' or 'memory://'."

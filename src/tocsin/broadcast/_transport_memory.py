@@ -39,7 +39,7 @@ class MemoryTransport:
     def listen(
         self,
         running: Callable[[], bool],
-        subscribed: Callable[[str], None],
+        subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
         inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()

@@ -68,7 +68,7 @@ class PostgresTransport:
     def listen(
         self,
         running: Callable[[], bool],
-        subscribed: Callable[[str], None],
+        subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
         from psycopg import sql  # noqa: PLC0415 - checked in __init__

@@ -52,7 +52,7 @@ class RedisTransport:
     def listen(
         self,
         running: Callable[[], bool],
-        subscribed: Callable[[str], None],
+        subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
         pubsub = client(self.url, timeout=self.timeout).pubsub()

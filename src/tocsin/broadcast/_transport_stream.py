@@ -8,8 +8,11 @@ resumes where it stopped and loses nothing, *within the stream's
 retention*. A gap is reported:
 
 * on the first subscription (reading starts at the newest entry);
-* when entries this process had not read yet were trimmed away (the
-  stream's ``max-deleted-entry-id``, Redis >= 7.0, is past its last id);
+* when entries this process had not read yet were trimmed away: each read
+  also reads ``XINFO STREAM`` in the same MULTI, and the oldest entry left
+  (``entries-added - length``; Redis >= 7.0) is past the next one this
+  process expected. The stream is trimmed only by ``MAXLEN``, never by
+  ``XDEL``, for this count to hold;
 * when the server restarted (its ``run_id`` changed: without persistence
   the stream is gone; reading restarts from its first entry).
 
@@ -27,12 +30,6 @@ from ._redis import client
 __all__ = ["StreamTransport"]
 
 
-def _id(entry_id: bytes | str) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class StreamTransport:
     """Redis Streams (see the module docstring)."""
 
@@ -45,6 +42,7 @@ class StreamTransport:
         self.timeout = timeout
         self.last_id: bytes = b""  # b"": not subscribed yet
         self.run_id: str | None = None
+        self.position = 0  # how many entries the stream had received up to last_id (its entries-added then)
         self._publisher: Any = None
 
     def publish(self, messages: list[bytes]) -> None:
@@ -60,29 +58,40 @@ class StreamTransport:
             publisher.close()
             raise
 
-    def _resume(self, conn: Any, subscribed: Callable[[str], None]) -> None:
+    def _resume(self, conn: Any, subscribed: Callable[[str | None], None]) -> None:
         """Set where reading starts after a (re)connection; report a gap on the first or after a restart."""
         run_id = str(conn.info("server")["run_id"])
-        if not self.last_id:
-            newest = conn.xrevrange(self.key, count=1)
-            self.last_id = newest[0][0] if newest else b"0-0"
-            subscribed("subscribed")
-        elif run_id != self.run_id:
-            self.last_id = b"0-0"  # a new server: everything in its stream is new to us
-            subscribed("server restarted")
+        if not self.last_id or run_id != self.run_id:
+            info = self._info(conn)
+            # The first time: from the newest entry. A new server: everything in its stream is new.
+            first = not self.last_id
+            self.last_id = info.get("last-generated-id", b"0-0") if first else b"0-0"
+            self.position = info.get("entries-added", 0) if first else 0
+            subscribed("subscribed" if first else "server restarted")
+        else:
+            subscribed(None)  # resuming where we stopped: nothing missed (trimming is checked at each read)
         self.run_id = run_id
+
+    def _info(self, conn: Any) -> dict[str, Any]:
+        try:
+            info: dict[str, Any] = conn.xinfo_stream(self.key)
+        except Exception as exc:
+            if "no such key" in str(exc).lower():
+                return {}
+            raise
+        return info
 
     def listen(
         self,
         running: Callable[[], bool],
-        subscribed: Callable[[str], None],
+        subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
         conn = client(self.url, timeout=self.timeout)
         try:
             self._resume(conn, subscribed)
             while running():
-                # Read and look at the trimming in one MULTI, so that both see the same stream.
+                # Read and look at the stream's counters in one MULTI, so that both see the same stream.
                 pipe = conn.pipeline(transaction=True)
                 pipe.xread({self.key: self.last_id}, count=1000)
                 pipe.xinfo_stream(self.key)
@@ -93,9 +102,13 @@ class StreamTransport:
                 if not entries:  # wait for more (read again above, with the trimming check)
                     conn.xread({self.key: self.last_id}, count=1, block=250)
                     continue
-                deleted = info.get("max-deleted-entry-id") if isinstance(info, dict) else None
-                if deleted is not None and _id(self.last_id) < _id(deleted) < _id(entries[0][0]):
-                    subscribed("trimmed")  # entries between our last id and the first left were trimmed
+                first = self.position + 1  # the number (1, 2, ...) of the entry we expect next
+                if isinstance(info, dict) and "entries-added" in info:  # Redis >= 7.0
+                    oldest = info["entries-added"] - info["length"] + 1
+                    if oldest > first:
+                        subscribed("trimmed")  # entries we had not read yet were trimmed away
+                        first = oldest
+                self.position = first + len(entries) - 1
                 for entry_id, fields in entries:
                     self.last_id = entry_id
                     deliver(fields[b"m"])

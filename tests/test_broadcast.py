@@ -329,6 +329,7 @@ class TestSecurity:
         wrong = nodes(secret="other")
         plain = nodes()
         plain.signal.send(None, post_id=1)  # unsigned: dropped by every bus with a secret
+        plain.bus.flush()  # in every inbox before what follows (one order across publishers)
         transport = plain.bus._transport
         from tocsin.broadcast._codec import pack
 

@@ -27,6 +27,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tocsin._core.identity import reduce_signal
@@ -151,7 +152,8 @@ class Bus:
         self.sessions = sessions
         self.gap = Signal(name="gap", doc="Remote sends may have been missed since the last message.")
         self._max_backoff = max_backoff
-        self._shared: dict[str, tuple[Signal, Callable[[], None], tuple[type, ...]]] = {}
+        # name -> (signal, interceptor remover, the resolver of its remote sends)
+        self._shared: dict[str, tuple[Signal, Callable[[], None], Resolver]] = {}
         self._buffer = buffer
         self._queue: deque[bytes] = deque()
         self._queue_lock = threading.Lock()
@@ -227,7 +229,8 @@ class Bus:
             if owner is self:
                 return signal
             _owners[signal] = self
-            self._shared[name] = (signal, signal.add_interceptor(Publisher(self, name)), classes)
+            resolver = Resolver(partial(_sender_classes, signal, classes), self.sessions)
+            self._shared[name] = (signal, signal.add_interceptor(Publisher(self, name)), resolver)
         return signal
 
     def unshare(self, signal: Signal) -> None:
@@ -236,7 +239,7 @@ class Bus:
         .. versionadded:: 0.1
         """
         with _owners_lock:
-            for name, (shared, remove, _classes) in list(self._shared.items()):
+            for name, (shared, remove, _resolver) in list(self._shared.items()):
                 if shared is signal:
                     del self._shared[name]
                     remove()
@@ -480,8 +483,9 @@ class Bus:
         if entry is None:
             counters.drop("unknown")
             return
-        signal, _remove, extra = entry
-        resolver = Resolver(lambda: _sender_classes(signal, extra), self.sessions)
+        signal, _remove, resolver = entry
+        if self.sessions is not None:  # a Session per message, closed after the re-send
+            resolver = Resolver(resolver.classes, self.sessions)
         try:
             sender, kwargs = _payload.decode(envelope.payload, resolver)
         except Exception as exc:  # noqa: BLE001 - a bad message must not stop the listener

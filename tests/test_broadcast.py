@@ -414,3 +414,20 @@ class TestAsync:
             bus.unshare(receiver_sig)
             a.close()
         assert arrived == [(5, True)]
+
+
+def test_notify_payload_limit_is_enforced_in_the_sender() -> None:
+    pytest.importorskip("psycopg")
+    bus, signal = Bus("postgresql+psycopg://nobody@127.0.0.1:1/none"), Signal()  # never connects: not started
+    bus.share(signal, name="post")
+    try:
+        assert bus.max_bytes == 7999
+        with pytest.raises(
+            MessageTooLargeError,
+            match=r"over the 7,999-byte limit .*\(largest argument: body.*\(the transport allows no more\)",
+        ):
+            signal.send(None, body="x" * 8000)
+        signal.send(None, body="x" * 7000)
+        assert bus.status.buffered == 1
+    finally:
+        bus.unshare(signal)

@@ -152,3 +152,26 @@ def test_the_health_check_reads_the_reply(redis: RedisServer, nodes: Callable[..
         assert "no reply to PING" in status.last_error or "Timeout" in status.last_error
     finally:
         admin.close()
+
+
+def test_a_password_protected_server(redis: RedisServer, nodes: Callable[..., Node]) -> None:
+    """The listener's own socket reader authenticates; a wrong password is a connection error, retried."""
+    admin = redis_py.Redis.from_url(redis.url)
+    try:
+        admin.config_set("requirepass", "s3cret")
+        url = redis.url.replace("redis://", "redis://:s3cret@", 1)
+        publisher, subscriber = nodes(url), nodes(url)
+        publisher.signal.send(None, n=1)
+        subscriber.inbox.wait_count(1)
+        assert subscriber.bus.status.published == 0
+        assert "s3cret" not in repr(subscriber.bus)
+        assert ":***@" in subscriber.bus.url
+        refused = nodes(redis.url.replace("redis://", "redis://:wrong@", 1), start=False)
+        assert not refused.bus.start(wait=0.5)
+        _until(lambda: refused.bus.status.last_error is not None, what="the AUTH error")
+        assert "AUTH refused" in str(refused.bus.status.last_error)
+        assert refused.bus.status.state in {"disconnected", "connecting"}
+    finally:
+        admin = redis_py.Redis.from_url(redis.url.replace("redis://", "redis://:s3cret@", 1))
+        admin.config_set("requirepass", "")
+        admin.close()

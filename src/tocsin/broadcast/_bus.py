@@ -147,7 +147,8 @@ class Bus:
                 msg = f"Bus({option}=...) must be a positive number of seconds; got {seconds!r}."
                 raise BusConfigurationError(msg)
         self._transport = open_transport(url, channel, maxlen, health_check=health_check, timeout=timeout)
-        self.max_bytes = min(max_bytes, self._transport.limit)
+        self.transport_limit = self._transport.limit
+        self.max_bytes = min(max_bytes, self.transport_limit)
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.sessions = sessions
         self.gap = Signal(name="gap", doc="Remote sends may have been missed since the last message.")

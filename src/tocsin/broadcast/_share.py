@@ -91,9 +91,14 @@ def _too_large(name: str, sender: Any, kwargs: dict[str, Any], size: int, bus: B
     }
     sizes["sender"] = len(_payload.encode(sender, {}, purpose="broadcast")[0])
     largest = max(sizes, key=sizes.__getitem__)
+    fix = (
+        "the transport allows no more"
+        if bus.max_bytes >= bus.transport_limit
+        else f"or raise Bus(max_bytes=...), up to the transport's {bus.transport_limit:,}"
+    )
     msg = (
         f"a send of {name} makes a {size:,}-byte message, over the {bus.max_bytes:,}-byte limit of "
         f"{bus!r} (largest argument: {largest}, about {sizes[largest]:,} bytes). Send an id instead of "
-        f"the data, or raise Bus(max_bytes=...) within the transport's limit."
+        f"the data ({fix})."
     )
     return MessageTooLargeError(msg, largest, size, bus.max_bytes)

@@ -66,11 +66,6 @@ def publish_cost(url: str) -> dict[str, float]:
     bus.share(shared, name="bench-cost")
     bus.start()
 
-    def send_shared(n: int) -> None:
-        for i in range(n):
-            shared.send(None, post_id=i, t=0.0)
-        bus.flush(60)  # outside the measurement? no: see below
-
     def send_plain(n: int) -> None:
         for i in range(n):
             plain.send(None, post_id=i, t=0.0)
@@ -193,6 +188,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.3f} ms"
 
 
+def _latency_line(name: str, result: dict[str, float]) -> str:
+    return f"  {name:12} p50 {_ms(result['p50'])}  p99 {_ms(result['p99'])}  max {_ms(result['max'])}"
+
+
 def main() -> None:
     redis = RedisServer()
     redis.start()
@@ -206,8 +205,8 @@ def main() -> None:
         print(f"  unshared signal, no bus at all                   {_us(cost['unshared_no_bus'])}")
         latency = tocsin_latency(url)
         throughput = tocsin_throughput(url)
-        print(f"\n3. Latency, send -> remote receiver start ({LATENCY_COUNT} sends, 1 per ms, x{SUBSCRIBERS})")
-        print(f"  tocsin       p50 {_ms(latency['p50'])}  p99 {_ms(latency['p99'])}  max {_ms(latency['max'])}")
+        print(f"\n3. Latency, send -> remote receiver start ({LATENCY_COUNT} sends, 1/ms, x{SUBSCRIBERS})")
+        print(_latency_line("tocsin", latency))
         other = None
         try:
             import broadcaster  # noqa: F401
@@ -215,10 +214,10 @@ def main() -> None:
             print("  broadcaster  not installed (pip install 'broadcaster[redis]')")
         else:
             other = broadcaster_runs(url)
-            print(
-                f"  broadcaster  p50 {_ms(other['p50'])}  p99 {_ms(other['p99'])}  max {_ms(other['max'])}"
-            )
-        print(f"\n4. Throughput, one process -> {SUBSCRIBERS} subscriber processes ({THROUGHPUT_COUNT:,} messages)")
+            print(_latency_line("broadcaster", other))
+        print(
+            f"\n4. Throughput, one process -> {SUBSCRIBERS} subscriber processes ({THROUGHPUT_COUNT:,} msgs)"
+        )
         print(f"  tocsin       {throughput:10,.0f} msg/s")
         if other is not None:
             print(f"  broadcaster  {other['throughput']:10,.0f} msg/s")

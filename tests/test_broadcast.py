@@ -431,3 +431,29 @@ def test_notify_payload_limit_is_enforced_in_the_sender() -> None:
         assert bus.status.buffered == 1
     finally:
         bus.unshare(signal)
+
+
+def test_a_remote_send_span_carries_its_origin(nodes: Callable[..., Node]) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import tocsin.otel
+
+    a, b = nodes(), nodes()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    remove = tocsin.otel.instrument(tracer_provider=provider)
+    try:
+        a.signal.send(None, post_id=1)
+        a.signal.send(None, post_id=2)  # once b runs it, b's span of the first re-send has ended
+        b.inbox.wait_count(2)
+    finally:
+        remove()
+        provider.shutdown()
+    sends = [span for span in exporter.get_finished_spans() if span.name.startswith("send ")]
+    origins = [span.attributes.get("tocsin.origin") for span in sends if span.attributes]
+    assert f"{a.bus.origin_id()}#1" in origins  # the remote re-send in b
+    assert None in origins  # the local send in a has none

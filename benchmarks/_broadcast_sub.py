@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+from typing import Any
 
 
 def run_tocsin(url: str, count: int) -> dict[str, object]:
@@ -48,16 +49,25 @@ async def run_broadcaster(url: str, count: int) -> dict[str, object]:
 
     latencies: list[float] = []
     arrivals: list[float] = []
-    async with Broadcast(url) as broadcast, broadcast.subscribe("bench") as subscriber:
-        print("ready", flush=True)
-        async for event in subscriber:  # type: ignore[union-attr]
-            now = time.perf_counter()
-            data = json.loads(event.message)
-            latencies.append(now - data["t"])
-            arrivals.append(now)
-            if len(latencies) >= count:
-                break
+    async with Broadcast(url) as broadcast:
+        # broadcaster 0.3.1 on redis-py >= 5: Broadcast.subscribe() wakes its listener task before
+        # redis-py records the subscription, so the listener finds none, stops, and nothing is ever
+        # delivered (checked). Subscribing its PubSub first works around that race.
+        await broadcast._backend._pubsub.subscribe("bench")  # type: ignore[attr-defined]
+        async with broadcast.subscribe("bench") as subscriber:
+            print("ready", flush=True)
+            await _receive(subscriber, count, latencies, arrivals)
     return {"latencies": latencies, "first": arrivals[0], "last": arrivals[-1]}
+
+
+async def _receive(subscriber: Any, count: int, latencies: list[float], arrivals: list[float]) -> None:
+    async for event in subscriber:
+        now = time.perf_counter()
+        data = json.loads(event.message)
+        latencies.append(now - data["t"])
+        arrivals.append(now)
+        if len(latencies) >= count:
+            break
 
 
 def main() -> None:

@@ -11,7 +11,9 @@
 
 `broadcaster` (if installed; `bench` dependency group) is measured the same
 way: `await broadcast.publish(channel, json)` in the sender, its async
-subscriber in the subscriber processes.
+subscriber in the subscriber processes. broadcaster 0.3.1 delivers nothing
+on redis-py >= 5 as it is (its listener task races the subscription, see
+_broadcast_sub.py): the subscribers work around that race.
 """
 
 from __future__ import annotations

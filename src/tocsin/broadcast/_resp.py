@@ -1,4 +1,4 @@
-"""A minimal RESP2 reader for the pub/sub listener: the hot path of every subscriber.
+"""A minimal RESP2 client for the pub/sub transport: the hot paths of publishers and subscribers.
 
 redis-py's ``PubSub.get_message()`` costs about 16 µs a message (a
 ``select()`` per call, a dict per message); reading the socket in 64 KiB
@@ -13,7 +13,7 @@ import socket
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["RespError", "command", "connect", "parse"]
+__all__ = ["RespError", "command", "connect", "parse", "read_replies"]
 
 
 class RespError(ConnectionError):
@@ -97,3 +97,23 @@ def parse(buffer: bytes, pos: int) -> tuple[Any, int] | None:  # noqa: C901, PLR
         raise RespError(buffer[pos + 1 : end].decode(errors="replace"))
     msg = f"unexpected reply type {chr(kind)!r} from the server"
     raise RespError(msg)
+
+
+def read_replies(sock: socket.socket, count: int) -> list[Any]:
+    """Read *count* replies (raising :class:`RespError` for an error reply)."""
+    replies: list[Any] = []
+    buffer = b""
+    pos = 0
+    while len(replies) < count:
+        parsed = parse(buffer, pos)
+        if parsed is None:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                msg = "connection closed by the server"
+                raise ConnectionError(msg)
+            buffer = buffer[pos:] + chunk
+            pos = 0
+            continue
+        reply, pos = parsed
+        replies.append(reply)
+    return replies

@@ -175,3 +175,23 @@ def test_a_password_protected_server(redis: RedisServer, nodes: Callable[..., No
         admin = redis_py.Redis.from_url(redis.url.replace("redis://", "redis://:s3cret@", 1))
         admin.config_set("requirepass", "")
         admin.close()
+
+
+def test_the_redis_py_path_used_for_tls(redis: RedisServer, nodes: Callable[..., Node]) -> None:
+    """rediss:// publishes and listens through redis-py: forced here on a plain server (no certificates)."""
+    publisher, subscriber = nodes(redis.url, start=False), nodes(redis.url, start=False)
+    for node in (publisher, subscriber):
+        node.bus._transport.use_redis_py = True  # type: ignore[attr-defined]
+        assert node.bus.start()
+    publisher.signal.send(None, n=1)
+    publisher.signal.send(None, n=2)
+    subscriber.inbox.wait_count(2)
+    assert subscriber.inbox.values("n") == [1, 2]
+    admin = redis_py.Redis.from_url(redis.url)
+    try:
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+    finally:
+        admin.close()
+    subscriber.gaps.wait_count(2)
+    publisher.signal.send(None, n=3)
+    subscriber.inbox.wait_count(3)

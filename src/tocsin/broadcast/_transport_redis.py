@@ -64,9 +64,11 @@ class RedisTransport:
         self.health_interval = health_interval
         self._publisher: Any = None  # redis-py, for rediss://
         self._sock: socket.socket | None = None
+        # TLS and redis-py's URL options need redis-py; plain TCP and unix sockets use _resp.
+        self.use_redis_py = url.startswith("rediss")
 
     def publish(self, messages: list[bytes]) -> None:
-        if self.url.startswith("rediss"):
+        if self.use_redis_py:
             self._publish_redis_py(messages)
             return
         if self._sock is None:
@@ -102,7 +104,7 @@ class RedisTransport:
         subscribed: Callable[[str | None], None],
         deliver: Callable[[bytes], None],
     ) -> None:
-        if self.url.startswith("rediss"):
+        if self.use_redis_py:
             self._listen_redis_py(running, subscribed, deliver)
             return
         sock = _resp.connect(self.url, self.timeout)

@@ -112,3 +112,36 @@ def test_redis_killed_and_restarted_mid_traffic(redis: RedisServer, scheme: str)
             process.wait_line("evicted 7 remote")
     finally:
         _close(processes)
+
+
+def test_a_forked_child_starts_its_own_bus(redis: RedisServer) -> None:
+    """A started bus copied by fork() is reset in the child: start() works there, with its own origin."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_broadcast import Node
+
+    listener = Node(redis.url)
+    try:
+        assert listener.bus.start()
+        env = dict(os.environ)
+        tests = Path(__file__).resolve().parent
+        paths = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([str(tests), *paths])
+        done = subprocess.run(
+            [sys.executable, str(tests / "_broadcast_fork.py"), redis.url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+        lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+        listener.inbox.wait_count(2)
+        origins = {kwargs["post_id"]: kwargs["origin"].process for _sender, kwargs in listener.inbox.calls}
+        assert origins[1] == lines["parent"]
+        assert lines["child"] == f"{origins[2]} True"
+        assert origins[1] != origins[2]
+    finally:
+        listener.close()

@@ -54,6 +54,16 @@ logger = logging.getLogger("tocsin")
 _owners: weakref.WeakKeyDictionary[Signal, Bus] = weakref.WeakKeyDictionary()
 _owners_lock = threading.Lock()
 _BATCH = 512
+_buses: weakref.WeakSet[Bus] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for bus in list(_buses):
+        bus._after_fork()  # noqa: SLF001 - the module's own fork hook
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Backoff:
@@ -171,6 +181,7 @@ class Bus:
         self._subscribed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        _buses.add(self)
 
     def __repr__(self) -> str:
         return f"<Bus {self.url} {self._counters.state}>"
@@ -364,6 +375,27 @@ class Bus:
             self._counters.state = "stopped"
 
     close = stop
+
+    def _after_fork(self) -> None:
+        """In a forked child: a stopped bus with nothing queued, which ``start()`` starts afresh.
+
+        The parent's threads do not exist here, its locks may be held by
+        them, and its connections are its own: start over (a new origin id
+        is drawn at the next publication).
+        """
+        self._running = False
+        self._threads = []
+        self._queue = deque()
+        self._queue_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = False
+        self._progress = threading.Condition()
+        self._enqueued = 0
+        self._counters = Counters()
+        self._stopped = threading.Event()
+        self._subscribed = threading.Event()
+        self._loop = None
+        self._transport.forget()
 
     def __enter__(self) -> Self:
         self.start()

@@ -49,6 +49,9 @@ class Transport(Protocol):
     def close(self) -> None:
         """Drop the connections (called after both threads ended)."""
 
+    def forget(self) -> None:
+        """In a forked child: drop the references to the parent's connections without closing them."""
+
 
 def masked(url: str) -> str:
     """*url* with its password replaced by ``***`` (for status, logs and ``Origin``)."""

@@ -66,3 +66,7 @@ class MemoryTransport:
 
     def close(self) -> None:
         self._inbox = None
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
+        self._inbox = None

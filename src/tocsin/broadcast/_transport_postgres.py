@@ -95,3 +95,7 @@ class PostgresTransport:
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             publisher.close()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
+        self._publisher = None

@@ -180,3 +180,8 @@ class RedisTransport:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
+        self._publisher = None
+        self._sock = None

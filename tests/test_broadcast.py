@@ -457,3 +457,31 @@ def test_a_remote_send_span_carries_its_origin(nodes: Callable[..., Node]) -> No
     origins = [span.attributes.get("tocsin.origin") for span in sends if span.attributes]
     assert f"{a.bus.origin_id()}#1" in origins  # the remote re-send in b
     assert None in origins  # the local send in a has none
+
+
+def test_memory_and_plain_redis_need_no_package_and_streams_name_the_extra() -> None:
+    """memory:// and redis:// (tocsin speaks RESP itself) import nothing; redis+stream:// needs redis-py."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = """
+        import sys
+        sys.modules["redis"] = None  # as if it were not installed
+        from tocsin.broadcast import Bus, BusConfigurationError
+        Bus("memory://x").start()
+        Bus("redis://127.0.0.1:1/0")
+        try:
+            Bus("redis+stream://127.0.0.1:1/0")
+        except BusConfigurationError as exc:
+            print(exc)
+        print([m for m in ("sqlalchemy", "psycopg", "celery") if m in sys.modules])
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Bus('redis+stream://...') requires redis-py: pip install 'tocsin[redis]'",
+        "[]",
+    ]

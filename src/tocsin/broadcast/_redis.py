@@ -6,7 +6,21 @@ from typing import Any
 
 from ._errors import BusConfigurationError
 
-__all__ = ["client"]
+__all__ = ["client", "require"]
+
+
+def require(url: str) -> None:
+    """Check that redis-py is installed, when the bus is made rather than in its threads.
+
+    Raises:
+        BusConfigurationError: it is not.
+    """
+    try:
+        import redis  # noqa: PLC0415, F401 - the optional extra
+    except ImportError:
+        scheme = url.partition(":")[0]
+        msg = f"Bus('{scheme}://...') requires redis-py: pip install 'tocsin[redis]'"
+        raise BusConfigurationError(msg) from None
 
 
 def client(url: str, *, timeout: float) -> Any:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _resp
-from ._redis import client
+from ._redis import client, require
 
 _PING = _resp.command(b"PING", b"tocsin-health")
 
@@ -66,6 +66,8 @@ class RedisTransport:
         self._sock: socket.socket | None = None
         # TLS and redis-py's URL options need redis-py; plain TCP and unix sockets use _resp.
         self.use_redis_py = url.startswith("rediss")
+        if self.use_redis_py:
+            require(url)
 
     def publish(self, messages: list[bytes]) -> None:
         if self.use_redis_py:

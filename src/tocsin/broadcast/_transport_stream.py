@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._redis import client
+from ._redis import client, require
 
 __all__ = ["StreamTransport"]
 
@@ -36,6 +36,7 @@ class StreamTransport:
     limit = 512 * 1024 * 1024
 
     def __init__(self, url: str, channel: str, maxlen: int, *, timeout: float = 2.0) -> None:
+        require("redis+stream://")
         self.url = url
         self.key = channel
         self.maxlen = maxlen

@@ -48,9 +48,14 @@ def _redis() -> Iterator[RedisServer]:
 
 def _start(url: str, count: int = 3) -> list[AppProcess]:
     processes = [AppProcess(url) for _ in range(count)]
-    for process in processes:
-        process.wait_line("ready")
-        assert process.lines.count("gap subscribed") == 1, process.lines
+    try:
+        for process in processes:
+            process.wait_line("ready")
+            # start() returned: the gap receivers have run (they print before "ready")
+            assert process.lines[:2] == ["gap subscribed", "ready"], process.lines
+    except BaseException:
+        _close(processes)
+        raise
     return processes
 
 

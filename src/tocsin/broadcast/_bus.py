@@ -325,9 +325,10 @@ class Bus:
         """Start the publisher and listener threads (idempotent).
 
         Returns whether the bus subscribed within *wait* seconds: remote
-        sends made after that reach this process. False is not an error:
-        the bus keeps trying in the background (see :attr:`status`), and
-        sends are buffered meanwhile.
+        sends made after that reach this process, and ``gap``'s receivers
+        have run (under ``async with``, they are scheduled on the loop).
+        False is not an error: the bus keeps trying in the background (see
+        :attr:`status`), and sends are buffered meanwhile.
 
         .. versionadded:: 0.1
         """
@@ -499,9 +500,9 @@ class Bus:
             if reason is not None:
                 self._counters.gaps += 1
         self._listen_backoff.reset()
-        self._subscribed.set()
-        if reason is not None:
+        if reason is not None:  # before start() returns: its receivers have run by then (sync mode)
             self._resend(self.gap, self, {"reason": reason}, None)
+        self._subscribed.set()
 
     def _deliver(self, data: bytes) -> None:
         counters = self._counters

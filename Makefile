@@ -17,7 +17,7 @@ FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/
 	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
-.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs test-stress docs docs-check clean
+.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs bench-broadcast test-stress docs docs-check clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
@@ -105,6 +105,11 @@ bench-jobs: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/bench_jobs.py $(BENCH_ARGS)
 	$(PY) benchmarks/bench_jobs_celery.py  # Jobs(..., celery=app) on a real redis-server
+
+# tocsin.broadcast on a real redis-server beside encode's broadcaster (docs/broadcast.md, "Speed").
+bench-broadcast: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	$(PY) benchmarks/bench_broadcast.py $(BENCH_ARGS)
 
 # The worker stress test at full size: 10,000 jobs across 4 worker processes, on SQLite and PostgreSQL
 # (pytest-all runs 2,000 on every Python; `make test` runs this once).

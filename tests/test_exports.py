@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "tocsin.testing",
     "tocsin.sqlalchemy",
     "tocsin.background",
+    "tocsin.broadcast",
     "tocsin.asgi",
     "tocsin.wsgi",
     "tocsin.otel",

@@ -382,17 +382,26 @@ class TestMemory:
 
 class TestConnectSignature:
     def test_options_are_keyword_only(self) -> None:
-        """inspect.signature() shows priority= and via= keyword-only."""
+        """inspect.signature() shows priority=, via= and on_error= keyword-only."""
         params = inspect.signature(tocsin.Signal.connect).parameters
-        assert list(params) == ["self", "receiver", "sender", "weak", "dispatch_uid", "priority", "via"]
+        assert list(params) == [
+            "self",
+            "receiver",
+            "sender",
+            "weak",
+            "dispatch_uid",
+            "priority",
+            "via",
+            "on_error",
+        ]
         assert params["priority"].kind is inspect.Parameter.KEYWORD_ONLY
         assert params["via"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["on_error"].kind is inspect.Parameter.KEYWORD_ONLY
 
     @pytest.mark.parametrize("fifth", [5, None, "x"], ids=repr)
     def test_fifth_positional_argument_refused(self, sig: tocsin.Signal, fifth: object) -> None:
-        with pytest.raises(
-            TypeError, match=r"at most 4 positional arguments .* Pass priority= and via= by keyword"
-        ):
+        refused = r"at most 4 positional arguments .* Pass priority=, via= and on_error= by keyword"
+        with pytest.raises(TypeError, match=refused):
             sig.connect(handler, None, True, None, fifth)  # type: ignore[call-overload]
         with pytest.raises(TypeError, match=r"at most 4 positional arguments"):
             sig.connect(None, None, True, None, fifth)  # type: ignore[call-overload]

@@ -494,6 +494,29 @@ class TestInitAndLazySenders:
 
 
 class TestMore:
+    def test_on_error_with_a_lazy_string_sender(self):
+        """on_error= is kept while the sender class is pending, and used once it is mapped."""
+        failures = []
+
+        def on_init(sender, **kwargs):
+            raise LookupError(sender.__name__)
+
+        def on_error(exc, context):
+            failures.append((str(exc), context.sender, context.method))
+
+        post_init.connect(on_init, sender="LateFailing", on_error=on_error)
+        try:
+
+            class LateFailing(Base):
+                __tablename__ = "m_late_failing"
+                id: Mapped[int] = mapped_column(primary_key=True)
+
+            with pytest.raises(LookupError, match="LateFailing"):
+                LateFailing(id=1)
+        finally:
+            post_init.disconnect(on_init, sender="LateFailing")
+        assert failures == [("LateFailing", LateFailing, "send")]
+
     def test_string_sender_of_a_mapped_class(self):
         def receiver(sender, **kwargs):
             pass
@@ -546,6 +569,8 @@ class TestMore:
             pre_save.connect(receiver, sender="NotMappedYet", priority="high")
         with pytest.raises(TypeError, match="unhashable"):
             pre_save.connect(receiver, sender="NotMappedYet", dispatch_uid=["uid"])
+        with pytest.raises(TypeError, match="on_error= must be a callable"):
+            pre_save.connect(receiver, sender="NotMappedYet", on_error="log")
         assert not pre_save.disconnect(receiver, sender="NotMappedYet")
         assert not pre_save.disconnect(no_kwargs, sender="NotMappedYet")
 

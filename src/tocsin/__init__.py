@@ -12,6 +12,8 @@ from ._core.decorators import receiver as receiver
 from ._core.delivery import Deferred as Deferred
 from ._core.delivery import DeferredCall as DeferredCall
 from ._core.delivery import DeliveryPolicy as DeliveryPolicy
+from ._core.errors import ErrorContext as ErrorContext
+from ._core.errors import ErrorHandler as ErrorHandler
 from ._core.pause import HeldSend as HeldSend
 from ._core.pause import Paused as Paused
 from ._core.records import Connection as Connection
@@ -23,6 +25,7 @@ from ._observability.observe import SendEvent as SendEvent
 from ._observability.observe import observe as observe
 from ._observability.trace import Trace as Trace
 from ._observability.trace import trace as trace
+from ._tools.discover import autodiscover as autodiscover
 from ._tools.namespace import Namespace as Namespace
 from ._tools.namespace import all_signals as all_signals
 from ._tools.namespace import receiver_connected as receiver_connected
@@ -36,6 +39,8 @@ __all__ = [
     "Deferred",
     "DeferredCall",
     "DeliveryPolicy",
+    "ErrorContext",
+    "ErrorHandler",
     "HeldSend",
     "Namespace",
     "Observation",
@@ -47,6 +52,7 @@ __all__ = [
     "Trace",
     "TypedSignal",
     "all_signals",
+    "autodiscover",
     "observe",
     "receiver",
     "receiver_connected",

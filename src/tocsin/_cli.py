@@ -1,6 +1,7 @@
 """The ``tocsin`` command: the composition root of its subcommands.
 
-``inspect``, ``graph`` and ``trace`` come from ``tocsin._observability.cli``;
+``inspect``, ``graph`` and ``trace`` come from ``tocsin._observability.cli``,
+``check`` from ``tocsin._observability.cli_check``;
 ``worker``, ``relay`` and ``jobs`` from ``tocsin.background._cli``, imported only when
 one of them runs (the core and observability layers never import an
 integration; this module sits above both).
@@ -16,6 +17,7 @@ import sys
 from typing import Any
 
 from ._observability import cli as _observability_cli
+from ._observability import cli_check as _check_cli
 
 __all__ = ["main"]
 
@@ -35,10 +37,12 @@ def _background_stub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tocsin",
-        description="Inspect, draw and trace the signals of a Python program; run its background receivers.",
+        description="Inspect, draw, trace and check the signals of a Python program; "
+        "run its background receivers.",
     )
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     _observability_cli.add_commands(sub)
+    _check_cli.add_command(sub)
     if any(arg in _BACKGROUND for arg in argv[:1]):
         from .background import _cli as _background_cli  # noqa: PLC0415 - only when asked for
 

@@ -82,6 +82,10 @@ class SpanObserver(Observer):
             "tocsin.robust": event.robust,
             "tocsin.async": event.is_async,
         }
+        origin = event.kwargs.get("origin")
+        if getattr(type(origin), "__tocsin_origin__", False):  # re-sent by tocsin.broadcast
+            attributes["tocsin.origin"] = str(origin)
+            attributes["tocsin.origin.bus"] = str(getattr(origin, "bus", ""))
         started = self._start(f"send {event.label}", attributes)
         event.extra[self] = started
         # Kept after the send ends: the parent of its receivers' deferred runs.

@@ -9,6 +9,9 @@ registered automatically) only wraps these as fixtures and a marker.
   assertions whose failure messages list what *was* sent.
 * :class:`mute` silences whole signals or single receivers, nesting
   correctly (see ``tocsin._mute``).
+* :func:`check` finds the classic receiver mistakes in source code without
+  running it (what ``tocsin check`` reports), as :class:`Finding` objects:
+  ``assert check("myapp") == []`` keeps them out of a codebase.
 
 Example::
 
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core.hooks import add_global_interceptor, add_receiver_observer
 from ._core.pause import Held
+from ._observability.check import Finding, check
 from ._tools.mute import mute
 
 if TYPE_CHECKING:
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from ._core.hooks import Dispatch, Responses
     from ._core.signal import Signal
 
-__all__ = ["Capture", "ReceiverCall", "SentSignal", "capture", "mute"]
+__all__ = ["Capture", "Finding", "ReceiverCall", "SentSignal", "capture", "check", "mute"]
 
 _NOT_GIVEN: Any = object()
 

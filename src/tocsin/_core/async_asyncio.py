@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any
 from tocsin.exceptions import AsyncContextError
 
 from . import hooks as _hooks
-from .records import is_async, resolve, via_of
+from .errors import call_handler
+from .records import is_async, on_error_of, resolve, via_of
 
 if TYPE_CHECKING:
     from .records import Record
@@ -201,6 +202,7 @@ def start(signal: Signal, sender: Any, named: dict[str, Any]) -> Coroutine[Any, 
         and not plan.sync_records
         and signal.async_mode == "concurrent"
         and _hooks.receiver_observer is None
+        and not plan.handled
     ):
         return _async_only(signal, plan.async_records, sender, named)
     return asend(signal, sender, named, robust=False)
@@ -245,10 +247,10 @@ def _start_tasks(
     signal: Signal, entries: Sequence[Entry], sender: Any, named: dict[str, Any], *, robust: bool
 ) -> list[asyncio.Future[Any]]:
     """Start one task per async receiver, in order."""
-    if robust or _hooks.receiver_observer is not None:
+    if robust or _hooks.receiver_observer is not None or _handled(entries):
         return [
-            asyncio.ensure_future(_call_async(signal, receiver, sender, named, robust=robust))
-            for receiver, _ in entries
+            asyncio.ensure_future(_call_async(signal, receiver, sender, named, robust=robust, record=record))
+            for receiver, record in entries
         ]
     # The common case, as cheap as asyncio.gather() of the same coroutines:
     # no wrapper coroutine; exceptions come out of the tasks unchanged.
@@ -282,8 +284,20 @@ async def _cancel_and_wait(tasks: Sequence[asyncio.Future[Any]]) -> None:
         await asyncio.wait(tasks)
 
 
+def _handled(entries: Sequence[Entry]) -> bool:
+    """Whether a connection among *entries* has an ``on_error`` handler (see ``errors``)."""
+    return any(record is not None and on_error_of(record) is not None for _, record in entries)
+
+
 async def _call_async(
-    signal: Signal, receiver: Any, sender: Any, named: dict[str, Any], *, robust: bool, method: str = _ROBUST
+    signal: Signal,
+    receiver: Any,
+    sender: Any,
+    named: dict[str, Any],
+    *,
+    robust: bool,
+    method: str = _ROBUST,
+    record: Record | None = None,
 ) -> Any:
     observer = _hooks.receiver_observer  # tracing, see _observe
     try:
@@ -292,6 +306,10 @@ async def _call_async(
         call = partial(receiver, signal=signal, sender=sender, **named)
         return await observer.acall(signal, receiver, call)
     except Exception as exc:
+        if record is not None:
+            held = on_error_of(record)
+            if held is not None:
+                call_handler(held, exc, signal, receiver, sender, named, method, robust=robust)
         if not robust:
             raise
         signal._log_failure(receiver, exc, method)  # noqa: SLF001
@@ -318,7 +336,7 @@ async def _sequential(
             call_entry = signal._call_entry  # noqa: SLF001 - the signal's own delivery step
             result = call_entry(receiver, record, sender, named, robust=robust, method=_ROBUST)
         elif record is not None and is_async(record):
-            result = await _call_async(signal, receiver, sender, named, robust=robust)
+            result = await _call_async(signal, receiver, sender, named, robust=robust, record=record)
         else:
             batch = _SyncBatch(signal, [(receiver, record)], sender, named)
             batch.robust = robust
@@ -433,8 +451,8 @@ def run_async_receivers(
 
     async def run_all() -> list[Any]:
         coros: list[Coroutine[Any, Any, Any]] = [
-            _call_async(signal, receiver, sender, named, robust=robust, method="send_robust")
-            for receiver, _ in entries
+            _call_async(signal, receiver, sender, named, robust=robust, method="send_robust", record=record)
+            for receiver, record in entries
         ]
         if len(coros) == 1:
             return [await coros[0]]

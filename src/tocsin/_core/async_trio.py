@@ -19,6 +19,7 @@ import trio
 from .async_asyncio import Responses, _call_async, _sequential, _SyncBatch, split
 
 if TYPE_CHECKING:
+    from .records import Record
     from .signal import Signal
 
 __all__ = ["asend_trio"]
@@ -55,9 +56,9 @@ async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
             failures.append(exc)
             nursery.cancel_scope.cancel()
 
-    async def run_async(index: int, receiver: Any) -> None:
+    async def run_async(index: int, receiver: Any, record: Record | None) -> None:
         try:
-            results[index] = await _call_async(signal, receiver, sender, named, robust=robust)
+            results[index] = await _call_async(signal, receiver, sender, named, robust=robust, record=record)
         except Exception as exc:  # noqa: BLE001 - recorded, re-raised unchanged below
             failures.append(exc)
             batch.stopped = True
@@ -66,8 +67,8 @@ async def asend_trio(  # noqa: C901 - one place for the whole failure protocol
     async with trio.open_nursery() as nursery:
         if sync:
             nursery.start_soon(run_sync)
-        for index, (receiver, _) in enumerate(asyn):
-            nursery.start_soon(run_async, index, receiver)
+        for index, (receiver, record) in enumerate(asyn):
+            nursery.start_soon(run_async, index, receiver, record)
     if failures:
         if batch.started:
             # Nothing of this send may run after it raised: wait for the

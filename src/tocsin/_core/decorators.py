@@ -13,6 +13,7 @@ from .plans import active_scopes
 
 if TYPE_CHECKING:
     from .delivery import DeliveryPolicy
+    from .errors import ErrorHandler
     from .signal import Signal
 
 __all__ = ["connected_to", "receiver"]
@@ -35,6 +36,7 @@ def receiver(
     dispatch_uid: Hashable | None = None,
     priority: int = 0,
     via: DeliveryPolicy | None = None,
+    on_error: ErrorHandler | None = None,
 ) -> Callable[[_F], _F]:
     """Connect the decorated function to *signal* (or to each of a list).
 
@@ -44,8 +46,9 @@ def receiver(
     propagates, so nothing stays half-connected.
 
     Duck-typed like Django's: a signal is any instance with a ``connect()``
-    method (``priority`` and ``via``, tocsin's own options, are passed on
-    only when given, so a ``django.dispatch.Signal`` works too).
+    method (``priority``, ``via`` and ``on_error``, tocsin's own options,
+    are passed on only when given, so a ``django.dispatch.Signal`` works too).
+    ``on_error`` is called when the receiver raises (see ``Signal.connect``).
 
     Example::
 
@@ -62,6 +65,8 @@ def receiver(
         options["priority"] = priority
     if via is not None:
         options["via"] = via
+    if on_error is not None:
+        options["on_error"] = on_error
 
     def decorator(func: _F) -> _F:
         done: list[Signal] = []
@@ -142,6 +147,7 @@ def connected_to(
     dispatch_uid: Hashable | None = None,
     priority: int = 0,
     via: DeliveryPolicy | None = None,
+    on_error: ErrorHandler | None = None,
 ) -> Iterator[_F]:
     """Connect *receiver* for the duration of a ``with`` block.
 
@@ -171,7 +177,14 @@ def connected_to(
     if local:
         scope = _Scope()
         key = signal._connect_scoped(  # noqa: SLF001 - same package
-            receiver, sender, scope, weak=weak, dispatch_uid=dispatch_uid, priority=priority, via=via
+            receiver,
+            sender,
+            scope,
+            weak=weak,
+            dispatch_uid=dispatch_uid,
+            priority=priority,
+            via=via,
+            on_error=on_error,
         )
         token = active_scopes.set(active_scopes.get() | {scope})
         try:
@@ -182,7 +195,7 @@ def connected_to(
         return
     # A connection that existed before the block is not ours to undo.
     fresh = not signal._is_connected(receiver, sender, dispatch_uid)  # noqa: SLF001 - same package
-    signal.connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via)
+    signal.connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via, on_error=on_error)
     try:
         yield receiver
     finally:

@@ -19,8 +19,9 @@ from . import async_asyncio as _async
 from . import hooks as _hooks
 from . import receivers as _receivers
 from .delivery import Deferred, DeferredCall
+from .errors import call_handler
 from .plans import _MISSING, _STALE_TABLE, _routes_for, _SlowPlan, _table_of
-from .records import Record, is_async, resolve, via_of
+from .records import Record, is_async, on_error_of, resolve, via_of
 from .routing import Routing
 
 if TYPE_CHECKING:
@@ -178,7 +179,11 @@ class Dispatching(Routing):
         robust: bool,
         method: str = "send_robust",
     ) -> Any:
-        """Call one non-async entry as send_robust or send would (*method*: the one logged)."""
+        """Call one non-async entry as send_robust or send would (*method*: the one logged).
+
+        A failure first goes to the connection's ``on_error`` handler, if any
+        (see ``errors``); then it propagates, or (robust) is logged and returned.
+        """
         try:
             if record is None:
                 call = partial(receiver, signal=self, sender=sender, **named)
@@ -187,6 +192,10 @@ class Dispatching(Routing):
             observer = _hooks.receiver_observer  # tracing, see _observe
             return call() if observer is None else observer.call(cast("Signal", self), receiver, call)
         except Exception as exc:
+            if record is not None:
+                held = on_error_of(record)
+                if held is not None:
+                    call_handler(held, exc, self, receiver, sender, named, method, robust=robust)
             if not robust:
                 raise
             self._log_failure(receiver, exc, method)

@@ -23,7 +23,7 @@ from typing import Any, Final
 from tocsin.exceptions import InvalidArgumentError
 
 from . import senders as _senders
-from .records import Record, is_async, is_plain, priority_of, scope_of, via_of
+from .records import Record, is_async, is_plain, on_error_of, priority_of, scope_of, via_of
 
 __all__: list[str] = []
 
@@ -54,7 +54,7 @@ active_scopes: ContextVar[frozenset[object]] = ContextVar("tocsin_scopes", defau
 class _SlowPlan:
     """A plan the fast loop cannot run; ``_send_slow`` handles it."""
 
-    __slots__ = ("async_records", "entries", "kind", "scoped", "sync_records", "via_records")
+    __slots__ = ("async_records", "entries", "handled", "kind", "scoped", "sync_records", "via_records")
 
     def __init__(self, kind: str, entries: tuple[Record, ...] = ()) -> None:
         self.kind = kind
@@ -64,6 +64,7 @@ class _SlowPlan:
         self.async_records = tuple(r for r in entries if via_of(r) is None and is_async(r))
         self.sync_records = tuple(r for r in entries if via_of(r) is None and not is_async(r))
         self.scoped = any(scope_of(r) is not None for r in entries)
+        self.handled = any(on_error_of(r) is not None for r in entries)  # see errors
 
     def in_context(self) -> _SlowPlan:
         """Return the plan without the local connections whose scope is not active here."""

@@ -18,7 +18,8 @@ records, see ``plans``):
 * ``link``: the sender and the rarely used options, in the cheapest form:
   ``None`` (any sender, all defaults), a sender *anchor* (one sender, all
   defaults), or an options tuple ``(anchor, priority, dispatch_uid, via,
-  is_async, scope)`` for anything else.
+  is_async, scope, on_error)`` for anything else (``on_error``: the error
+  handler as ``errors.hold_handler`` stores it, or ``None``).
 
 A sender *anchor* is a :class:`SenderRef`, the weak reference to a sender
 matched by identity, shared by the signal's connections for that sender
@@ -177,11 +178,19 @@ def make_record(
     via: DeliveryPolicy | None = None,
     is_async: bool = False,
     scope: object = None,
+    on_error: object = None,
 ) -> Record:
     """Build the record of one connection (see the module docstring)."""
-    if priority == 0 and dispatch_uid is None and via is None and not is_async and scope is None:
+    if (
+        priority == 0
+        and dispatch_uid is None
+        and via is None
+        and not is_async
+        and scope is None
+        and on_error is None
+    ):
         return (deref, func, anchor)
-    return (deref, func, (anchor, priority, dispatch_uid, via, is_async, scope))
+    return (deref, func, (anchor, priority, dispatch_uid, via, is_async, scope, on_error))
 
 
 def connection_key(rkey: Hashable, skey: Hashable) -> Hashable:
@@ -307,10 +316,18 @@ def scope_of(record: Record) -> object:
     return None if options is None else options[5]
 
 
-def is_plain(record: Record) -> bool:
-    """Whether ``send()``'s fast loop can call it: immediate, sync and not local."""
+def on_error_of(record: Record) -> object:
+    """The stored error handler of the connection (see ``errors.handler_of``), or ``None``."""
     options = _options(record)
-    return options is None or (options[3] is None and not options[4] and options[5] is None)
+    return None if options is None else options[6]
+
+
+def is_plain(record: Record) -> bool:
+    """Whether ``send()``'s fast loop can call it: immediate, sync, not local, no error handler."""
+    options = _options(record)
+    return options is None or (
+        options[3] is None and not options[4] and options[5] is None and options[6] is None
+    )
 
 
 # ---- the public snapshot --------------------------------------------------------
@@ -333,6 +350,8 @@ class Connection:
         where: ``"file:line"`` of the definition, or ``None`` if unknown.
         local: made by ``connected_to(local=True)``: only sends from the
             context of that ``with`` block reach it.
+        on_error: the ``on_error=`` handler, or ``None`` (also once a
+            weakly held bound-method handler's instance was collected).
     """
 
     receiver: Callable[..., Any]
@@ -346,6 +365,7 @@ class Connection:
     qualname: str
     where: str | None
     local: bool = False
+    on_error: Callable[..., Any] | None = None
 
 
 def snapshot(record: Record, describe: Callable[[object], tuple[str, str, str | None]]) -> Connection | None:
@@ -367,4 +387,14 @@ def snapshot(record: Record, describe: Callable[[object], tuple[str, str, str | 
         qualname=qualname,
         where=where,
         local=scope_of(record) is not None,
+        on_error=_handler_of(on_error_of(record)),
     )
+
+
+def _handler_of(held: object) -> Callable[..., Any] | None:
+    # errors.handler_of, without importing errors (which imports receivers,
+    # which imports this module).
+    if isinstance(held, weakref.WeakMethod):
+        handler: Callable[..., Any] | None = held()
+        return handler
+    return held  # type: ignore[return-value] # a callable or None

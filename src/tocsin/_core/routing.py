@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tocsin.exceptions import InvalidArgumentError
 
+from . import errors as _errors
 from . import hooks as _hooks
 from . import receivers as _receivers
 from . import senders as _senders
@@ -64,6 +65,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from .delivery import DeliveryPolicy
+    from .errors import ErrorHandler
     from .signal import Signal
 
 __all__ = ["Routing"]
@@ -146,6 +148,7 @@ class Routing:
         priority: int,
         via: DeliveryPolicy | None,
         scope: object = None,
+        on_error: ErrorHandler | None = None,
     ) -> Hashable:
         """``connect()`` beyond its inlined common cases; return the connection's key.
 
@@ -157,9 +160,10 @@ class Routing:
         Raises:
             ReceiverNotCallableError: *receiver* is not callable.
             ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
-            InvalidArgumentError: a *via* or *priority* of the wrong kind.
+            InvalidArgumentError: a *via*, *priority* or *on_error* of the wrong kind.
         """
-        rkey, deref, func, _is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
+        rkey, deref, func, is_weak, is_async = _receivers.prepare(receiver, weak, self._death_callback)
+        held_handler = None if on_error is None else _errors.hold_handler(on_error, weak=is_weak)
         if via is not None:
             _check_policy(via, receiver, self)  # callable, and willing (see delivery.check_policy)
         if priority.__class__ is not int:
@@ -177,6 +181,7 @@ class Routing:
             via=via,
             is_async=is_async,
             scope=scope,
+            on_error=held_handler,
         )
         # Everything was worked out before taking the lock; weak references
         # made for a duplicate are simply dropped.
@@ -296,9 +301,10 @@ class Routing:
         dispatch_uid: Hashable | None,
         priority: int,
         via: DeliveryPolicy | None,
+        on_error: ErrorHandler | None = None,
     ) -> Hashable:
         """Make a local connection for *scope* (see ``connected_to``) and return its key."""
-        return self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, scope)
+        return self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, scope, on_error)
 
     def _disconnect_key(self, key: Hashable) -> bool:
         """Remove the connection stored under *key* (see ``_connect_scoped``)."""

@@ -70,6 +70,7 @@ from .routing import make_death_callback
 
 if TYPE_CHECKING:
     from .delivery import DeliveryPolicy
+    from .errors import ErrorHandler
 
 __all__ = ["Signal"]
 
@@ -106,7 +107,7 @@ _KEYWORDS_ONLY: Final = _KeywordsOnly()
 def _positional_options(value: object) -> TypeError:
     return TypeError(
         "Signal.connect() takes at most 4 positional arguments (receiver, sender, weak, "
-        f"dispatch_uid); got a fifth, {value!r}. Pass priority= and via= by keyword."
+        f"dispatch_uid); got a fifth, {value!r}. Pass priority=, via= and on_error= by keyword."
     )
 
 
@@ -226,6 +227,7 @@ class Signal(Dispatching):
         *,
         priority: int = ...,
         via: DeliveryPolicy | None = ...,
+        on_error: ErrorHandler | None = ...,
     ) -> _F: ...
 
     @overload
@@ -238,6 +240,7 @@ class Signal(Dispatching):
         *,
         priority: int = ...,
         via: DeliveryPolicy | None = ...,
+        on_error: ErrorHandler | None = ...,
     ) -> Callable[[_F], _F]: ...
 
     def connect(  # noqa: C901, PLR0912, PLR0917 - inlined hot path; keyword-only: see _KeywordsOnly
@@ -249,6 +252,7 @@ class Signal(Dispatching):
         _keywords_only: object = _KEYWORDS_ONLY,
         priority: int = 0,
         via: DeliveryPolicy | None = None,
+        on_error: ErrorHandler | None = None,
     ) -> Any:
         """Connect *receiver* to this signal and return it.
 
@@ -264,13 +268,23 @@ class Signal(Dispatching):
             priority: receivers with higher priority run first.
             via: a delivery policy deciding how and when the receiver runs
                 (see ``tocsin.DeferredCall``); ``None`` calls it at once.
+            on_error: called as ``on_error(exc, context)`` (a
+                ``tocsin.ErrorContext``) when this receiver raises an
+                ``Exception`` during a send, before the send goes on: ``send``
+                still propagates the exception, ``send_robust`` still logs
+                and returns it. An exception the handler raises is logged and
+                does not change the outcome. Held strongly, except a bound
+                method for a weak receiver (held weakly). See docs/patterns.md.
 
         Connecting the same receiver (or dispatch_uid) for the same sender
-        again does nothing. Thread-safe.
+        again does nothing (the first connection's options, *on_error*
+        included, stay). Thread-safe.
 
         Raises:
             ReceiverNotCallableError: *receiver* is not callable.
             ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
+            InvalidArgumentError: *priority*, *via* or *on_error* of the
+                wrong kind; nothing is connected.
         """
         if (
             type(receiver) is _FunctionType
@@ -287,6 +301,7 @@ class Signal(Dispatching):
             and priority is _NO_PRIORITY
             and dispatch_uid is None
             and via is None
+            and on_error is None
             and _keywords_only is _KEYWORDS_ONLY
         ):
             # The common connection, a module-level function: inline what
@@ -305,18 +320,18 @@ class Signal(Dispatching):
                 key = id(receiver) << 64 | anchor.key  # see connection_key()
                 record = (_weakref(receiver, self._death_callback), None, anchor)
             else:
-                self._connect_general(receiver, sender, weak, dispatch_uid, priority, via)
+                self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, on_error=on_error)
                 return receiver
         elif _keywords_only is not _KEYWORDS_ONLY:
             raise _positional_options(_keywords_only)
         elif receiver is None:
             # Built elsewhere: a closure here would make every call of
             # connect() allocate cells for the variables it captures.
-            return _connect_decorator(self, sender, weak, dispatch_uid, priority, via)
+            return _connect_decorator(self, sender, weak, dispatch_uid, priority, via, on_error)
         else:
             # Called from here, not through a helper: _inline.calibrate
             # measures a temporary's reference count through this very call.
-            self._connect_general(receiver, sender, weak, dispatch_uid, priority, via)
+            self._connect_general(receiver, sender, weak, dispatch_uid, priority, via, on_error=on_error)
             return receiver
         # Everything was worked out before taking the lock; weak references
         # made for a duplicate are simply dropped.
@@ -539,6 +554,7 @@ def _declared_connect(
     *,
     priority: int = 0,
     via: DeliveryPolicy | None = None,
+    on_error: ErrorHandler | None = None,
 ) -> Any:
     """Never called: its signature is the one ``Signal.connect`` shows (see _KeywordsOnly)."""
 
@@ -553,12 +569,13 @@ def _connect_decorator(  # noqa: PLR0917 - connect()'s arguments, passed on
     dispatch_uid: Hashable | None,
     priority: int,
     via: DeliveryPolicy | None,
+    on_error: ErrorHandler | None,
 ) -> Callable[[_F], _F]:
     """``connect()`` used as a decorator with arguments: ``@sig.connect(sender=Order)``."""
 
     def decorator(func: _F) -> _F:
         with _inline.kept_by_caller(func):  # bound to a name next: weak if nested
-            signal.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+            signal.connect(func, sender, weak, dispatch_uid, priority=priority, via=via, on_error=on_error)
         return func
 
     return decorator

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .observe import Observer, ReceiverEvent, SendEvent, observe
 
@@ -80,11 +80,12 @@ class Trace(Observer):
             kind = ("asend" if event.is_async else "send") + ("_robust" if event.robust else "")
             self.log.log(
                 self.level,
-                "%s%s %s sender=%s kwargs=%s",
+                "%s%s %s sender=%s%s kwargs=%s",
                 "  " * event.depth,
                 kind,
                 event.label,
                 sender_label(event.sender),
+                remote_label(event.kwargs),
                 sorted(event.kwargs),
             )
 
@@ -131,6 +132,18 @@ class Trace(Observer):
         return "\n".join(format_timeline(self.sends, self.origin))
 
 
+def remote_label(kwargs: dict[str, Any]) -> str:
+    """`` from <process>#<seq> via <bus>`` for a send re-sent by ``tocsin.broadcast``, else ``""``.
+
+    Its ``origin=`` argument is recognised by a marker attribute: this layer
+    cannot import the broadcast layer above it.
+    """
+    origin = kwargs.get("origin")
+    if not getattr(type(origin), "__tocsin_origin__", False):
+        return ""
+    return f" from {origin} via {getattr(origin, 'bus', '?')}"
+
+
 def format_timeline(sends: list[SendEvent], origin: float) -> Iterator[str]:
     """Yield the lines of a timeline of *sends* (times relative to *origin*).
 
@@ -159,9 +172,10 @@ def _send_lines(send: SendEvent, origin: float, children: dict[int, list[SendEve
     kind = ("asend" if send.is_async else "send") + ("_robust" if send.robust else "")
     thread = "" if send.thread == "MainThread" else f" [{send.thread}]"
     outcome = "" if send.error is None else f"  raised {_error_label(send.error)}"
+    sender = f"sender={sender_label(send.sender)}{remote_label(send.kwargs)}"
     yield (
         f"{(send.start - origin) * 1000:10.3f} ms  {indent}{kind} {send.label} "
-        f"sender={sender_label(send.sender)} ({_ms(send.duration)}){thread}{outcome}"
+        f"{sender} ({_ms(send.duration)}){thread}{outcome}"
     )
     nested = children.get(id(send), [])
     for event in send.receivers:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from typing import Concatenate
 
     from tocsin._core.delivery import DeliveryPolicy
+    from tocsin._core.errors import ErrorHandler
     from tocsin._core.hooks import Dispatch, Responses
 
 __all__ = ["TypedSignal", "typed_signal"]
@@ -269,6 +270,7 @@ class TypedSignal(Signal, Generic[P]):
             *,
             priority: int = ...,
             via: DeliveryPolicy | None = ...,
+            on_error: ErrorHandler | None = ...,
         ) -> Callable[Concatenate[Any, P], _R]: ...
 
         @overload
@@ -281,6 +283,7 @@ class TypedSignal(Signal, Generic[P]):
             *,
             priority: int = ...,
             via: DeliveryPolicy | None = ...,
+            on_error: ErrorHandler | None = ...,
         ) -> Callable[[Callable[Concatenate[Any, P], _R]], Callable[Concatenate[Any, P], _R]]: ...
 
         def connect(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -295,6 +298,7 @@ class TypedSignal(Signal, Generic[P]):
             dispatch_uid: Hashable | None = ...,
             priority: int = ...,
             via: DeliveryPolicy | None = ...,
+            on_error: ErrorHandler | None = ...,
         ) -> AbstractContextManager[Callable[Concatenate[Any, P], _R]]: ...
 
 

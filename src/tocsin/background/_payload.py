@@ -53,10 +53,11 @@ def class_name(cls: type) -> str | None:
 class _Encoding:
     """One encode() call: notes whether model instances were seen."""
 
-    __slots__ = ("models",)
+    __slots__ = ("models", "purpose")
 
-    def __init__(self) -> None:
+    def __init__(self, purpose: str) -> None:
         self.models = False
+        self.purpose = purpose
 
     def value(self, value: Any, where: str) -> Any:  # noqa: C901, PLR0911, PLR0912 - one branch per type
         kind = type(value)
@@ -94,19 +95,20 @@ class _Encoding:
         if isinstance(value, type):
             name = class_name(value)
             if name is None:
-                raise _refuse(where, value, "a class defined inside a function has no name a worker can find")
+                reason = "a class defined inside a function has no name a worker can find"
+                raise _refuse(where, value, reason, self.purpose)
             return {"$class": name}
         state = _model_state(value)
         if state is not None:
             return self.model(value, state, where)
-        raise _refuse(where, value, None)
+        raise _refuse(where, value, None, self.purpose)
 
     def model(self, value: Any, state: Any, where: str) -> Any:
         self.models = True
         cls = type(value)
         name = class_name(cls)
         if name is None:
-            raise _refuse(where, value, "its class is defined inside a function")
+            raise _refuse(where, value, "its class is defined inside a function", self.purpose)
         identity = state.identity
         if identity is None:
             pk = state.mapper.primary_key_from_instance(value)
@@ -142,7 +144,7 @@ def _model_state(value: object) -> Any:
     return state if state is not None and hasattr(state, "identity") and hasattr(state, "mapper") else None
 
 
-def _refuse(where: str, value: object, reason: str | None) -> PayloadError:
+def _refuse(where: str, value: object, reason: str | None, purpose: str) -> PayloadError:
     try:
         shown = repr(value)
     except Exception:  # noqa: BLE001 - a message must never fail
@@ -151,21 +153,26 @@ def _refuse(where: str, value: object, reason: str | None) -> PayloadError:
         shown = shown[:117] + "..."
     because = f" ({reason})" if reason else ""
     msg = (
-        f"argument {where} = {shown} ({type(value).__qualname__}) cannot be stored for a background "
-        f"receiver{because}. Jobs carry JSON values (str, int, float, bool, None, list, dict), tuples, "
+        f"argument {where} = {shown} ({type(value).__qualname__}) cannot be {purpose}{because}. "
+        f"Payloads carry JSON values (str, int, float, bool, None, list, dict), tuples, "
         f"sets, datetimes, Decimal, UUID, bytes, classes and SQLAlchemy model instances; send an id "
         f"or a dict of the data instead."
     )
     return PayloadError(msg, where)
 
 
-def encode(sender: Any, kwargs: dict[str, Any]) -> tuple[str, bool]:
+def encode(
+    sender: Any, kwargs: dict[str, Any], *, purpose: str = "stored for a background receiver"
+) -> tuple[str, bool]:
     """Return the JSON payload of a send and whether it holds model instances.
+
+    *purpose* completes "argument x cannot be ..." in the error message
+    (``tocsin.broadcast`` says "broadcast").
 
     Raises:
         PayloadError: an argument cannot be stored; it is named.
     """
-    encoding = _Encoding()
+    encoding = _Encoding(purpose)
     data = {
         "sender": encoding.value(sender, "sender"),
         "kwargs": {name: encoding.value(value, name) for name, value in kwargs.items()},

@@ -41,6 +41,7 @@ from tocsin._core import hooks
 from tocsin._core import inline as _inline
 from tocsin._core import receivers as _receivers
 from tocsin._core.delivery import check_policy
+from tocsin._core.errors import hold_handler
 from tocsin._core.plans import _check_priority
 from tocsin._core.signal import Signal
 from tocsin.exceptions import AsyncContextError, InvalidArgumentError
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm.state import InstanceState
 
     from tocsin._core.delivery import DeliveryPolicy
+    from tocsin._core.errors import ErrorHandler
 
 __all__ = [
     "ModelSignal",
@@ -113,7 +115,7 @@ class ModelSignal(Signal):
 
     def __init__(self, use_caching: bool = False, *, name: str | None = None, doc: str | None = None) -> None:  # noqa: FBT001, FBT002
         super().__init__(use_caching, name=name, doc=doc)
-        self._pending: list[tuple[str, Callable[..., Any], bool, Hashable | None, int, Any]] = []
+        self._pending: list[tuple[str, Callable[..., Any], bool, Hashable | None, int, Any, Any]] = []
         with _lock:
             _model_signals.add(self)
 
@@ -127,6 +129,7 @@ class ModelSignal(Signal):
         *,
         priority: int = ...,
         via: DeliveryPolicy | None = ...,
+        on_error: ErrorHandler | None = ...,
     ) -> _F: ...
 
     @overload
@@ -139,6 +142,7 @@ class ModelSignal(Signal):
         *,
         priority: int = ...,
         via: DeliveryPolicy | None = ...,
+        on_error: ErrorHandler | None = ...,
     ) -> Callable[[_F], _F]: ...
 
     def connect(
@@ -150,6 +154,7 @@ class ModelSignal(Signal):
         *,
         priority: int = 0,
         via: DeliveryPolicy | None = None,
+        on_error: ErrorHandler | None = None,
     ) -> Any:
         """Connect *receiver*; *sender* may be a mapped class or a string naming one.
 
@@ -160,11 +165,15 @@ class ModelSignal(Signal):
 
                 def decorator(func: _F) -> _F:
                     with _inline.kept_by_caller(func):  # bound to a name next (see _inline)
-                        self.connect(func, sender, weak, dispatch_uid, priority=priority, via=via)
+                        self.connect(
+                            func, sender, weak, dispatch_uid, priority=priority, via=via, on_error=on_error
+                        )
                     return func
 
                 return decorator
-            return super().connect(receiver, sender, weak, dispatch_uid, priority=priority, via=via)
+            return super().connect(
+                receiver, sender, weak, dispatch_uid, priority=priority, via=via, on_error=on_error
+            )
         with _lock:
             classes = _lookup(sender)
             if not classes:
@@ -172,13 +181,17 @@ class ModelSignal(Signal):
                 # touching this signal's connections (the receiver may already
                 # be connected for another sender, or for any sender).
                 priority = _check_pending(self, receiver, dispatch_uid, priority, via)
+                if on_error is not None:
+                    hold_handler(on_error, weak=False)  # refused now if not callable
                 # A temporary (decided at this connect's entry, see _inline) is
                 # connected strongly once its class is mapped; the pending list
                 # holds every receiver strongly until then.
                 weak = weak and _inline.decided(receiver) is not True
-                self._pending.append((sender, receiver, weak, dispatch_uid, priority, via))
+                self._pending.append((sender, receiver, weak, dispatch_uid, priority, via, on_error))
                 return receiver
-        return super().connect(receiver, classes[0], weak, dispatch_uid, priority=priority, via=via)
+        return super().connect(
+            receiver, classes[0], weak, dispatch_uid, priority=priority, via=via, on_error=on_error
+        )
 
     def disconnect(
         self,
@@ -209,8 +222,8 @@ class ModelSignal(Signal):
         with _lock:
             ready = [p for p in self._pending if cls in _lookup(p[0])]
             self._pending = [p for p in self._pending if p not in ready]
-        for _, receiver, weak, uid, priority, via in ready:
-            super().connect(receiver, cls, weak, uid, priority=priority, via=via)
+        for _, receiver, weak, uid, priority, via, on_error in ready:
+            super().connect(receiver, cls, weak, uid, priority=priority, via=via, on_error=on_error)
 
 
 class_prepared: Final = Signal(name="class_prepared", doc="A class was mapped. Sends sender=class.")

@@ -1,0 +1,102 @@
+"""What a bus needs from a transport, and which transport a URL names.
+
+A transport moves opaque messages (bytes) between processes. The bus runs
+two threads over it: a publisher calling :meth:`Transport.publish` with
+batches, and a listener calling :meth:`Transport.listen`, which returns
+when the bus stops and raises when the connection is lost. The bus owns
+reconnection (backoff), status, gaps and shutdown; a transport only reports
+each (re)subscription through ``subscribed(reason)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import BusConfigurationError
+
+__all__ = ["Transport", "masked", "open_transport"]
+
+
+class Transport(Protocol):
+    """A way to move messages between processes (see the module docstring)."""
+
+    #: The largest message (bytes) it carries; the bus refuses larger ones in the sender.
+    limit: int
+
+    def publish(self, messages: list[bytes]) -> None:
+        """Publish *messages* in order; raise on any failure (the bus retries the whole batch)."""
+
+    def listen(
+        self,
+        running: Callable[[], bool],
+        subscribed: Callable[[str | None], None],
+        deliver: Callable[[bytes], None],
+    ) -> None:
+        """Receive until ``running()`` is False; raise when the connection is lost.
+
+        Call ``subscribed(reason)`` once connected and whenever messages may
+        have been missed (every subscription, a trimmed stream...), before
+        delivering what follows; ``subscribed(None)`` when connected with
+        nothing missed (a stream resumed). Call ``deliver(message)`` for each
+        message, in order.
+        """
+
+    def interrupt(self) -> None:
+        """Make a blocked ``listen()`` notice ``running()`` soon (any thread)."""
+
+    def close(self) -> None:
+        """Drop the connections (called after both threads ended)."""
+
+
+def masked(url: str) -> str:
+    """*url* with its password replaced by ``***`` (for status, logs and ``Origin``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, timeout: float) -> Transport:
+    """The transport *url* names (``memory://``, ``redis://``, ``redis+stream://``, ``postgresql://``).
+
+    Raises:
+        BusConfigurationError: an unknown scheme, or the extra it needs is missing.
+    """
+    if not _is_str(url):
+        msg = (
+            f"Bus() needs a URL string such as 'redis://localhost:6379/0', 'postgresql://...' or "
+            f"'memory://'; got {url!r} ({type(url).__name__})."
+        )
+        raise BusConfigurationError(msg)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        from ._transport_memory import MemoryTransport  # noqa: PLC0415 - one transport per bus
+
+        return MemoryTransport(url, channel)
+    if scheme in {"redis", "rediss", "unix"}:
+        from ._transport_redis import RedisTransport  # noqa: PLC0415
+
+        return RedisTransport(url, channel, timeout=timeout, health_interval=health_check)
+    if scheme in {"redis+stream", "rediss+stream"}:
+        from ._transport_stream import StreamTransport  # noqa: PLC0415
+
+        return StreamTransport(url.replace("+stream", "", 1), channel, maxlen, timeout=timeout)
+    if scheme.startswith(("postgresql", "postgres")):
+        from ._transport_postgres import PostgresTransport  # noqa: PLC0415
+
+        return PostgresTransport(url, channel, timeout=timeout, health_interval=health_check)
+    msg = (
+        f"Bus() does not know the URL scheme {scheme!r} of {masked(url)!r}: use 'redis://', "
+        f"'redis+stream://', 'postgresql://' or 'memory://'."
+    )
+    raise BusConfigurationError(msg)
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)

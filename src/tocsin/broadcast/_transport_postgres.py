@@ -1,0 +1,97 @@
+"""``postgresql://``: LISTEN/NOTIFY, on two dedicated psycopg connections (no pool).
+
+* A notification is delivered to the sessions listening *when it is
+  committed*; a session that was not listening then never sees it
+  (at-most-once, like Redis pub/sub), so every LISTEN is reported as a gap.
+* The payload must be shorter than 8,000 bytes (PostgreSQL's default):
+  the bus refuses larger messages in the sender.
+* Connections are psycopg's own in autocommit mode: a listener inside an
+  open transaction would hear nothing until it ends, and a pooled
+  connection would lose its LISTEN when returned.
+* Health: after ``health_interval`` seconds without a notification the
+  listener runs ``SELECT 1`` and reads the reply.
+
+The bus publishes only after the sending SQLAlchemy transaction commits (as
+on every transport), so nothing here runs inside the application's
+transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import BusConfigurationError
+
+__all__ = ["PostgresTransport"]
+
+
+class PostgresTransport:
+    """PostgreSQL LISTEN/NOTIFY (see the module docstring)."""
+
+    limit = 7999
+
+    def __init__(self, url: str, channel: str, *, timeout: float = 2.0, health_interval: float = 5.0) -> None:
+        try:
+            import psycopg  # noqa: PLC0415, F401 - the driver a PostgreSQL bus needs
+        except ImportError:
+            msg = "Bus('postgresql://...') requires psycopg 3: pip install 'psycopg[binary]'"
+            raise BusConfigurationError(msg) from None
+        # SQLAlchemy URLs name a driver ("postgresql+psycopg://"); libpq does not know it.
+        self.url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
+        self.channel = channel
+        self.timeout = timeout
+        self.health_interval = health_interval
+        self._publisher: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg  # noqa: PLC0415 - checked in __init__
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self.timeout)))
+
+    def publish(self, messages: list[bytes]) -> None:
+        if self._publisher is None:
+            self._publisher = self._connect()
+        try:
+            # One statement, one round trip; NOTIFYs of one transaction arrive in order.
+            self._publisher.execute(
+                "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+                (self.channel, [message.decode() for message in messages]),
+            )
+        except Exception:
+            publisher, self._publisher = self._publisher, None
+            publisher.close()
+            raise
+
+    def listen(
+        self,
+        running: Callable[[], bool],
+        subscribed: Callable[[str | None], None],
+        deliver: Callable[[bytes], None],
+    ) -> None:
+        from psycopg import sql  # noqa: PLC0415 - checked in __init__
+
+        conn = self._connect()
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            subscribed("subscribed")
+            last_seen = time.monotonic()
+            while running():
+                for notify in conn.notifies(timeout=0.25):
+                    last_seen = time.monotonic()
+                    deliver(notify.payload.encode())
+                if time.monotonic() - last_seen > self.health_interval:
+                    conn.execute("SELECT 1").fetchone()
+                    last_seen = time.monotonic()
+        finally:
+            conn.close()
+
+    def interrupt(self) -> None:
+        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
+
+    def close(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()

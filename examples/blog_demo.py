@@ -85,7 +85,10 @@ def main():
         _wait_until_up(urls[0])
         if os.environ.get("BLOG_BUS", "memory://").startswith("redis"):
             other_port = _free_port()
-            env = {**os.environ, "PYTHONPATH": str(HERE)}
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+            }
             argv = [
                 sys.executable,
                 "-m",

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -84,3 +86,30 @@ def test_the_scenario_keeps_every_counter_and_runs_every_job() -> None:
     assert stats["requests"]["POST /users"]["count"] == 3
     assert stats["requests"]["DELETE /posts/{post_id}"]["count"] == 1
     assert stats["seconds"] < 60
+
+
+def test_with_redis_a_second_app_process_evicts_its_copy_too() -> None:
+    from tests._redis import RedisServer, RedisUnavailableError
+
+    try:
+        server = RedisServer()
+    except RedisUnavailableError:
+        if os.environ.get("CI"):
+            raise  # .ci/run installs redis-server
+        pytest.skip("redis-server is not installed")
+    server.start()
+    try:
+        stats = _run_demo(REDIS_URL=server.url)
+    finally:
+        server.close()
+    [other] = stats["readers"]
+    assert other["process"] != stats["process"]
+    # Both processes cached the page, then served the fresh one: the other one because the
+    # writer's post_changed reached it over Redis, after each COMMIT.
+    fresh = {"comments": 2, "likes": 2}
+    assert [{k: page[k] for k in fresh} for page in stats["pages"]] == [fresh, fresh]
+    assert other["cache"]["remote_evictions"] >= 1
+    assert other["cache"]["evictions"] == other["cache"]["remote_evictions"]
+    assert stats["cache"]["remote_evictions"] == 0  # no echo: the writer is not told its own sends
+    assert other["bus"]["state"] == "connected"
+    assert other["bus"]["received"] == stats["bus"]["published"] > 0

@@ -16,20 +16,22 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+import tocsin
 import tocsin.sqlalchemy as ts
 from tocsin.asgi import RequestSignalsMiddleware
 
-from . import receivers  # noqa: F401  TODO(lead): tocsin.autodiscover("blog") once merged
+from . import state
 from .bus import bus
 from .db import Session, engine
 from .jobs import jobs
 from .models import Base, Comment, Like, Notification, Post, Profile, SearchEntry, User
-from .receivers import cache, timing
 from .signals import post_liked, post_published, post_viewed, user_registered
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
+    # Startup, Django's AppConfig.ready(): import blog.signals and blog.receivers, connecting every receiver.
+    tocsin.autodiscover("blog")
     Base.metadata.create_all(engine)
     async with bus:  # listen to the other processes' post_changed while serving
         yield
@@ -153,7 +155,7 @@ def _page(post_id):
 
 @app.get("/posts/{post_id}")
 def read_post(post_id: int):
-    page = cache.get(post_id, _page)
+    page = state.cached_page(post_id, _page)
     if page is None:
         raise HTTPException(404, f"no post {post_id}")
     with transaction() as session:
@@ -196,11 +198,11 @@ def stats():
             "index": {e.post_id: e.indexed for e in session.scalars(select(SearchEntry))},
             "jobs": {state: len(jobs.list(state)) for state in ("queued", "running", "failed")},
             "dead_letters": [f"{j.receiver}: {j.last_error.strip().splitlines()[-1]}" for j in jobs.failed()],
-            "cache": dict(cache.stats),
-            "bus": str(bus.status),
+            "cache": dict(state.cache_stats),
+            "bus": {name: getattr(bus.status, name) for name in ("state", "published", "received", "gaps")},
             "requests": {
                 route: {"count": len(times), "median_ms": round(statistics.median(times) * 1000, 2)}
-                for route, times in sorted(timing.durations.items())
+                for route, times in sorted(state.request_durations.items())
             },
             "comments_total": session.scalar(select(func.count()).select_from(Comment)),
         }

@@ -6,25 +6,7 @@
 
 import os
 
-try:
-    from tocsin.broadcast import Bus
-except ImportError:  # TODO(lead): dev shim until tocsin.broadcast lands
-    from tocsin import Signal
-
-    class Bus:
-        def __init__(self, url):
-            self.gap = Signal(name="gap")
-            self.status = "shim"
-
-        def share(self, signal):
-            pass
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            pass
-
+from tocsin.broadcast import Bus
 
 from .signals import post_changed
 

@@ -92,10 +92,11 @@ def summary(stats):
     lines.extend(f"  - {letter}" for letter in stats["dead_letters"])
     for name, view in [("this process", stats), *(("other process", r) for r in stats["readers"])]:
         cache = view["cache"]
+        bus = view["bus"]
         lines.append(
             f"page cache, {name} (pid {view['process']}): {cache['hits']} hits, {cache['misses']} misses, "
             f"{cache['evictions']} evictions ({cache['remote_evictions']} by other processes' sends), "
-            f"bus {view['bus']}"
+            f"bus {bus['state']} ({bus['published']} published, {bus['received']} received)"
         )
     lines.append("request timing (request_started -> request_finished):")
     lines.extend(

@@ -1,14 +1,12 @@
 """Request timing from the request signals of ``tocsin.asgi``."""
 
-import threading
 import time
 
+from blog import state
 from tocsin import receiver
 from tocsin.asgi import request_finished, request_started
 
-durations: dict[str, list[float]] = {}
 _started: dict[int, float] = {}
-_lock = threading.Lock()
 
 
 @receiver(request_started)
@@ -22,5 +20,5 @@ def stop_clock(sender, scope, **kwargs):
     if started is not None:
         route = scope.get("route")
         name = f"{scope['method']} {route.path if route is not None else scope['path']}"
-        with _lock:
-            durations.setdefault(name, []).append(time.perf_counter() - started)
+        with state.lock:
+            state.request_durations.setdefault(name, []).append(time.perf_counter() - started)

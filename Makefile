@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 demo: | $(VENV)/bin/python
-	$(PIP) install "sqlalchemy>=2.0"  # examples/sqlalchemy_*.py
+	$(PIP) install "sqlalchemy>=2.0" "fastapi>=0.115" "uvicorn>=0.30" "httpx>=0.27"  # examples/sqlalchemy_*.py, examples/blog
 	$(PIP) install --force-reinstall --no-deps .
 	@for f in examples/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 

@@ -525,12 +525,13 @@ def test_a_celery_worker_with_settings_that_lose_jobs_refuses_to_start(
         setup.close()
 
 
+@pytest.mark.parametrize("receiver", ["record", "record_async"])
 def test_a_job_run_in_a_celery_worker_reports_to_the_send_that_created_it(
-    tmp_path: Path, redis: RedisServer
+    tmp_path: Path, redis: RedisServer, receiver: str
 ) -> None:
     """The send's trace context travels in the row (and the message): in the worker, tocsin.otel makes the
     run's span a child of the send's span, in the request's trace, and observe()/trace() see the run as a
-    deferred run of a stand-in for that send."""
+    deferred run of a stand-in for that send; for a sync and an ``async def`` receiver."""
     pytest.importorskip("opentelemetry.sdk")
     import base64
 
@@ -551,7 +552,7 @@ def test_a_job_run_in_a_celery_worker_reports_to_the_send_that_created_it(
             tocsin.otel.instrument(tracer_provider=provider),
             provider.get_tracer("test").start_as_current_span("request"),
         ):
-            setup.send(1)
+            setup.send(1, sender="async" if receiver == "record_async" else "record")
         (job,) = setup.jobs.list()
         setup.jobs.relay().relay_once()
         [message] = client.lrange(setup.queue, 0, -1)
@@ -575,17 +576,17 @@ def test_a_job_run_in_a_celery_worker_reports_to_the_send_that_created_it(
     assert [line.split()[:3] for line in lines if line.startswith("ran ")] == [["ran", "1", "1"]]
     # In the worker: the run's span, the only one it ended, is the send span's child.
     [run] = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("span ")]
-    assert run["name"] == "_jobs_app.record"
+    assert run["name"] == f"_jobs_app.{receiver}"
     assert run["attributes"] == {
         "tocsin.signal": "work",
-        "tocsin.receiver": "_jobs_app.record",
+        "tocsin.receiver": f"_jobs_app.{receiver}",
         "tocsin.deferred": True,
     }
     assert (run["trace_id"], run["parent_id"]) == (trace_id, send_id)
     # observe(): a deferred run of a stand-in send carrying what the sender's observers exported.
     deferred = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("deferred ")]
     expected = {
-        "receiver": "_jobs_app.record",
+        "receiver": f"_jobs_app.{receiver}",
         "signal": "work",
         "remote": {"send": "work", "traceparent": traceparent},
         "error": None,
@@ -593,5 +594,5 @@ def test_a_job_run_in_a_celery_worker_reports_to_the_send_that_created_it(
     assert deferred == [{"when": "started", **expected}, {"when": "finished", **expected}]
     # trace(): logs the run as a deferred run of the send.
     [logged] = [line for line in lines if line.startswith("trace ")]
-    assert logged.startswith("trace deferred _jobs_app.record for work ")
+    assert logged.startswith(f"trace deferred _jobs_app.{receiver} for work ")
     assert logged.endswith(" ok")

@@ -550,7 +550,7 @@ class TestSQLiteFile:
     def test_a_file_in_rollback_journal_mode_being_written_is_switched_to_wal(self, tmp_path):
         """A worker's first connection to a file the app is writing (SQLAlchemy leaves it in rollback-journal
         mode) waits for the write to end: SQLite fails the WAL switch at once, without its busy timeout."""
-        from tocsin.background._store import SQLiteStore
+        from tocsin.background._sqlite_store import SQLiteStore
 
         path = tmp_path / "app.db"
         app = sqlite3.connect(path, isolation_level=None)

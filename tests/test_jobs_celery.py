@@ -523,3 +523,76 @@ def test_a_celery_worker_with_settings_that_lose_jobs_refuses_to_start(
         assert [job.state for job in setup.jobs.list()] == ["sent"]  # its message was not consumed
     finally:
         setup.close()
+
+
+@pytest.mark.parametrize("receiver", ["record", "record_async"])
+def test_a_job_run_in_a_celery_worker_reports_to_the_send_that_created_it(
+    tmp_path: Path, redis: RedisServer, receiver: str
+) -> None:
+    """The send's trace context travels in the row (and the message): in the worker, tocsin.otel makes the
+    run's span a child of the send's span, in the request's trace, and observe()/trace() see the run as a
+    deferred run of a stand-in for that send; for a sync and an ``async def`` receiver."""
+    pytest.importorskip("opentelemetry.sdk")
+    import base64
+
+    import redis as redis_client
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import tocsin.otel
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup = Setup(tmp_path, redis, TOCSIN_CELERY_OBSERVE="1", TOCSIN_CELERY_POSTRUN="1")
+    client = redis_client.Redis.from_url(setup.redis.url)
+    try:
+        with (
+            tocsin.otel.instrument(tracer_provider=provider),
+            provider.get_tracer("test").start_as_current_span("request"),
+        ):
+            setup.send(1, sender="async" if receiver == "record_async" else "record")
+        (job,) = setup.jobs.list()
+        setup.jobs.relay().relay_once()
+        [message] = client.lrange(setup.queue, 0, -1)
+        setup.worker()
+        # Reported once the task returned: after every observer saw the run's end.
+        lines = setup.reports.wait_for(lambda lines: f"postrun {job.id} SUCCESS" in lines)
+    finally:
+        client.close()
+        setup.close()
+        provider.shutdown()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    request, send = spans["request"], spans["send work"]
+    assert send.parent is not None
+    assert send.parent.span_id == request.context.span_id
+    trace_id, send_id = f"{request.context.trace_id:032x}", f"{send.context.span_id:016x}"
+    flags = f"{send.context.trace_flags:02x}"
+    traceparent = f"00-{trace_id}-{send_id}-{flags}"
+    # In the message: the task trusts only the row, but Celery-side tools see the trace too.
+    _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(message)["body"]))
+    assert json.loads(kwargs["origin"]) == {"send": "work", "traceparent": traceparent}
+    assert [line.split()[:3] for line in lines if line.startswith("ran ")] == [["ran", "1", "1"]]
+    # In the worker: the run's span, the only one it ended, is the send span's child.
+    [run] = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("span ")]
+    assert run["name"] == f"_jobs_app.{receiver}"
+    assert run["attributes"] == {
+        "tocsin.signal": "work",
+        "tocsin.receiver": f"_jobs_app.{receiver}",
+        "tocsin.deferred": True,
+    }
+    assert (run["trace_id"], run["parent_id"]) == (trace_id, send_id)
+    # observe(): a deferred run of a stand-in send carrying what the sender's observers exported.
+    deferred = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("deferred ")]
+    expected = {
+        "receiver": f"_jobs_app.{receiver}",
+        "signal": "work",
+        "remote": {"send": "work", "traceparent": traceparent},
+        "error": None,
+    }
+    assert deferred == [{"when": "started", **expected}, {"when": "finished", **expected}]
+    # trace(): logs the run as a deferred run of the send.
+    [logged] = [line for line in lines if line.startswith("trace ")]
+    assert logged.startswith(f"trace deferred _jobs_app.{receiver} for work ")
+    assert logged.endswith(" ok")

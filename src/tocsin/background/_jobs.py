@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ._errors import JobsConfigurationError
 from ._policy import KeyFunction, Later
 from ._runner import JobContext, Runner, origin_json, run_coroutine
-from ._store import Job, NewJob, Outcome, SQLAlchemyStore, Store, database_identity, open_store
+from ._sqlalchemy_store import SQLAlchemyStore, database_identity
+from ._store import Job, NewJob, Outcome, Store, open_store
 from ._worker import Worker
 
 if TYPE_CHECKING:

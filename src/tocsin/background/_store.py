@@ -1,21 +1,19 @@
-"""Job stores: the job table on SQLite (stdlib ``sqlite3``) or through SQLAlchemy.
+"""The job store's contract: the rows it reads and writes, the protocol every backend provides.
 
-Both backends run the same statements (``_sql``) and the same protocol:
+Two backends run the same statements (``_sql``) and the same protocol:
+:class:`~._sqlite_store.SQLiteStore` (the embedded store, stdlib
+``sqlite3``) and :class:`~._sqlalchemy_store.SQLAlchemyStore` (SQLite or
+PostgreSQL through an Engine); :func:`open_store` picks one for
+``Jobs(target)``.
 
 * :meth:`Store.insert`: one job in its own transaction (committed on return);
-  ``insert_on(connection, job)`` writes it on a SQLAlchemy connection the
-  caller's transaction owns (the transactional outbox).
+  ``SQLAlchemyStore.insert_on(connection, job)`` writes it on a connection
+  the caller's transaction owns (the transactional outbox).
 * :meth:`Store.settle_and_claim`: one write transaction that records the
   outcomes of finished attempts (delete, requeue with backoff, dead letter)
   and claims the next due jobs under a lease.
-* :meth:`Store.renew` / :meth:`Store.release`: lease renewal; giving claims
-  back on shutdown.
-
-The embedded store opens one ``sqlite3`` connection per thread, in WAL mode
-with ``synchronous=NORMAL`` (a committed job survives the death of any
-process; ``?synchronous=full`` in the URL also survives power loss), and runs
-write transactions as ``BEGIN IMMEDIATE`` so that two writers queue on the
-busy timeout instead of failing on a lock upgrade.
+* :meth:`Store.renew`: lease renewal; an ``Outcome`` of kind ``"release"``
+  gives a claim back on shutdown.
 """
 
 from __future__ import annotations
@@ -23,12 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sqlite3
-import threading
-import time
-import weakref
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _sql
@@ -37,10 +30,10 @@ from ._errors import JobsConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Claimed", "Job", "NewJob", "Outcome", "SQLAlchemyStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["MIN_SQLITE", "Claimed", "Job", "NewJob", "Outcome", "Store", "check_table", "open_store"]
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
-_MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -275,379 +268,6 @@ class Store:
                 yield self._sql(_sql.SUPERSEDED), params  # only matches if not requeued
 
 
-# ---- SQLite, stdlib ---------------------------------------------------------
-
-
-def _sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
-    rest = url.removeprefix("sqlite://")
-    path, _, query = rest.partition("?")
-    path = path.removeprefix("/")
-    options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
-    if path in ("", ":memory:"):
-        msg = (
-            f"Jobs({url!r}): an in-memory SQLite database cannot be shared with a worker; "
-            "give a file: Jobs('sqlite:///jobs.db') (relative to the current directory) or "
-            "Jobs('sqlite:////absolute/path/jobs.db')."
-        )
-        raise JobsConfigurationError(msg)
-    return Path(path).resolve(), options
-
-
-class SQLiteStore(Store):
-    """The embedded store: a SQLite file through the stdlib ``sqlite3`` module.
-
-    Thread-safe: each thread gets its own connection. After ``os.fork()`` the
-    child opens new ones.
-    """
-
-    def __init__(self, url: str, *, table: str) -> None:
-        if sqlite3.sqlite_version_info < _MIN_SQLITE:
-            msg = (
-                f"tocsin.background needs SQLite >= 3.35 (UPDATE ... RETURNING); this Python's sqlite3 "
-                f"module uses SQLite {sqlite3.sqlite_version}. Use a newer Python build, or "
-                f"Jobs(engine) on PostgreSQL."
-            )
-            raise JobsConfigurationError(msg)
-        self.path, options = _sqlite_path(url)
-        self.synchronous = options.get("synchronous", "normal").upper()
-        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            msg = f"Jobs({url!r}): synchronous= must be off, normal, full or extra; got {self.synchronous!r}."
-            raise JobsConfigurationError(msg)
-        self.timeout = float(options.get("timeout", "30"))
-        self.table = table
-        self.identity = f"sqlite:///{self.path}#{table}"
-        self._local = threading.local()
-        self._generation = 0  # bumped by close() and at fork: stale thread-locals reopen
-        self._open: list[sqlite3.Connection] = []  # closed by close()
-        self._lock = threading.Lock()
-        self._schema_ready = False
-        _stores.add(self)
-
-    def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.generation == self._generation:
-            return conn
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            if not self._schema_ready:
-                self._create_schema(conn)
-        except BaseException:
-            conn.close()  # the next call starts over, WAL switch included
-            raise
-        local.conn, local.generation = conn, self._generation
-        with self._lock:
-            self._open.append(conn)
-        return conn
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self._switch_to_wal(conn)
-        with _transaction(conn):
-            for statement in _sql.SCHEMA:
-                conn.execute(self._sql(statement))
-        self._schema_ready = True
-
-    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
-        """``PRAGMA journal_mode=WAL`` (persistent: once per file), waiting up to ``timeout`` for the lock.
-
-        The switch needs the file to itself, and SQLite fails it at once,
-        without its busy timeout, while another connection holds a write
-        transaction (a file created through SQLAlchemy, in rollback-journal
-        mode, that the application is writing to): retry as a busy statement
-        would wait.
-        """
-        deadline = time.monotonic() + self.timeout
-        delay = 0.005
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:  # noqa: PERF203 - retried a few times at most
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                self._busy_wait(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.1)
-            else:
-                return
-
-    def _busy_wait(self, seconds: float) -> None:
-        """Wait before trying a busy database again."""
-        time.sleep(seconds)
-
-    def ensure_schema(self) -> None:
-        self._connection()
-
-    def insert(self, job: NewJob) -> None:
-        conn = self._connection()
-        statement = self._sql(_sql.INSERT_KEYED if job.job_key is not None else _sql.INSERT)
-        conn.execute(statement, job.params())  # autocommit: one statement, one transaction
-
-    def settle_and_claim(
-        self, outcomes: Sequence[Outcome], *, worker: str, limit: int, now: float, lease: float
-    ) -> list[Claimed]:
-        conn = self._connection()
-        if not outcomes and (
-            limit <= 0 or conn.execute(self._sql(_sql.ANY_DUE), {"now": now}).fetchone() is None
-        ):
-            return []  # nothing to write: no write lock taken
-        with _transaction(conn):
-            for statement, params in self._settle_statements(outcomes, worker):
-                conn.execute(statement, params)
-            if limit <= 0:
-                return []
-            rows = conn.execute(
-                self._sql(_sql.CLAIM),
-                {"now": now, "lease_until": now + lease, "worker": worker, "limit": limit},
-            ).fetchall()
-        return [Claimed(*row) for row in rows]
-
-    def renew(self, worker: str, lease_until: float) -> None:
-        self._connection().execute(self._sql(_sql.RENEW), {"worker": worker, "lease_until": lease_until})
-
-    def execute(self, statement: str, params: Iterable[dict[str, Any]]) -> int:
-        conn = self._connection()
-        changed = 0
-        with _transaction(conn):
-            for one in params:
-                changed += conn.execute(statement, one).rowcount
-        return changed
-
-    def query(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        return list(self._connection().execute(statement, params).fetchall())
-
-    def write(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        conn = self._connection()
-        with _transaction(conn):
-            return list(conn.execute(statement, params).fetchall())
-
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        version: int = self._connection().execute("PRAGMA data_version").fetchone()[0]
-        return version
-
-    def close(self) -> None:
-        with self._lock:
-            connections, self._open = self._open, []
-            self._generation += 1
-        for conn in connections:
-            conn.close()
-
-    def close_thread(self) -> None:
-        """Close this thread's connection (a thread that ends should)."""
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is None:
-            return
-        local.conn = None
-        with self._lock:
-            mine = conn in self._open  # else close() has closed it already
-            if mine:
-                self._open.remove(conn)
-        if mine:
-            conn.close()
-
-    def _forked(self) -> None:
-        # The parent's connections must not be used (nor closed) in the child.
-        self._open = []
-        self._lock = threading.Lock()
-        self._generation += 1
-
-
-class _transaction:  # noqa: N801 - used like contextlib's lower-case managers
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for store in list(_stores):
-        store._forked()  # noqa: SLF001 - this module's own class
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-# ---- SQLAlchemy (SQLite or PostgreSQL) ----------------------------------------
-
-
-class SQLAlchemyStore(Store):
-    """The job table in a SQLAlchemy database (SQLite or PostgreSQL), through *engine*.
-
-    Each operation checks a connection out of the engine's pool; the
-    transactional outbox writes on the caller's connection instead
-    (:meth:`insert_on`).
-    """
-
-    def __init__(self, engine: Any, *, table: str) -> None:
-        from sqlalchemy import text  # noqa: PLC0415 - SQLAlchemy is optional
-
-        name = engine.dialect.name
-        if name not in ("sqlite", "postgresql"):
-            msg = (
-                f"Jobs(engine): the job table lives on SQLite or PostgreSQL; got a {name} engine "
-                f"({engine.url!r})."
-            )
-            raise JobsConfigurationError(msg)
-        if name == "sqlite" and sqlite3.sqlite_version_info < _MIN_SQLITE:
-            msg = (
-                f"tocsin.background needs SQLite >= 3.35 (UPDATE ... RETURNING); found "
-                f"{sqlite3.sqlite_version}."
-            )
-            raise JobsConfigurationError(msg)
-        self.engine = engine
-        self.table = table
-        self.postgresql = name == "postgresql"
-        self.identity = database_identity(engine.url) + f"#{table}"
-        self._text = text
-        self._statements: dict[str, Any] = {}
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
-
-    def statement(self, template: str) -> Any:
-        """The ``text()`` construct for *template* (cached: SQLAlchemy caches its compilation)."""
-        found = self._statements.get(template)
-        if found is None:
-            found = self._statements[template] = self._text(self._sql(template))
-        return found
-
-    def ensure_schema(self, connection: Any = None) -> None:
-        """Create the table if missing, on *connection* (in its transaction) or on a new one."""
-        if self._schema_ready:
-            return
-        if connection is not None:
-            for statement in _sql.SCHEMA:
-                connection.execute(self.statement(statement))
-            return  # ready once that transaction commits: checked again until then
-        with self._schema_lock:
-            for _attempt in range(3):
-                try:
-                    with self.engine.begin() as conn:
-                        for statement in _sql.SCHEMA:
-                            conn.execute(self.statement(statement))
-                    break
-                except Exception:
-                    if not self.exists():
-                        raise
-                    break
-            self._schema_ready = True
-
-    def schema_committed(self) -> None:
-        """A transaction that ran ``ensure_schema(connection)`` committed: the table exists."""
-        self._schema_ready = True
-
-    def exists(self) -> bool:
-        """Whether the table exists (committed)."""
-        from sqlalchemy import inspect  # noqa: PLC0415
-
-        with self.engine.connect() as conn:
-            return bool(inspect(conn).has_table(self.table))
-
-    def insert(self, job: NewJob) -> None:
-        self.ensure_schema()
-        with self.engine.begin() as conn:
-            self.insert_on(conn, job)
-
-    def insert_on(self, connection: Any, job: NewJob) -> None:
-        """Write *job* on *connection*, in whatever transaction it is in."""
-        template = _sql.INSERT_KEYED if job.job_key is not None else _sql.INSERT
-        connection.execute(self.statement(template), job.params())
-
-    def notify_on(self, connection: Any) -> None:
-        """PostgreSQL: wake listening workers when *connection*'s transaction commits."""
-        connection.exec_driver_sql(f"NOTIFY {self.channel}")
-
-    @property
-    def channel(self) -> str:
-        """The NOTIFY channel of this table."""
-        return f"{self.table}_wakeup"
-
-    def settle_and_claim(
-        self, outcomes: Sequence[Outcome], *, worker: str, limit: int, now: float, lease: float
-    ) -> list[Claimed]:
-        self.ensure_schema()
-        claim = _sql.CLAIM_POSTGRESQL if self.postgresql else _sql.CLAIM
-        if not outcomes and not self.postgresql:  # SQLite: look before taking the write lock
-            if limit <= 0:
-                return []
-            with self.engine.connect() as conn:
-                if conn.execute(self.statement(_sql.ANY_DUE), {"now": now}).first() is None:
-                    return []
-        with self.engine.begin() as conn:
-            for statement, params in self._settle_statements(outcomes, worker):
-                conn.execute(self._cached(statement), params)
-            if limit <= 0:
-                return []
-            rows = conn.execute(
-                self.statement(claim),
-                {"now": now, "lease_until": now + lease, "worker": worker, "limit": limit},
-            ).all()
-        return [Claimed(*row) for row in rows]
-
-    def _cached(self, sql: str) -> Any:
-        found = self._statements.get(sql)
-        if found is None:
-            found = self._statements[sql] = self._text(sql)
-        return found
-
-    def renew(self, worker: str, lease_until: float) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self.statement(_sql.RENEW), {"worker": worker, "lease_until": lease_until})
-
-    def execute(self, statement: str, params: Iterable[dict[str, Any]]) -> int:
-        self.ensure_schema()
-        changed = 0
-        with self.engine.begin() as conn:
-            for one in params:
-                changed += conn.execute(self._cached(statement), one).rowcount
-        return changed
-
-    def query(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        self.ensure_schema()
-        with self.engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(self._cached(statement), params)]
-
-    def write(self, statement: str, params: dict[str, Any]) -> list[Sequence[Any]]:
-        self.ensure_schema()
-        with self.engine.begin() as conn:
-            return [tuple(row) for row in conn.execute(self._cached(statement), params)]
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def database_identity(url: Any) -> str:
-    """Name a database across processes: backend, host, port, database; no driver or password.
-
-    A SQLite file is named by its absolute path.
-    """
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            return f"sqlite:///{database}"
-        return f"sqlite:///{Path(database).resolve()}"
-    host = url.host or ""
-    port = f":{url.port}" if url.port else ""
-    user = f"{url.username}@" if url.username else ""
-    options = url.query.get("options", "")
-    suffix = f"?options={options}" if options else ""  # a search_path can select another table
-    return f"{backend}://{user}{host}{port}/{url.database or ''}{suffix}"
-
-
 def check_table(table: str) -> str:
     """Return *table* if it is a plain identifier, else raise."""
     if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
@@ -661,6 +281,10 @@ def check_table(table: str) -> str:
 
 def open_store(target: object, *, table: str) -> Store:
     """The store for ``Jobs(target)``: a ``sqlite:///`` URL or path, another URL, or an Engine."""
+    # The backends build on this module's Store: imported here, not at the top.
+    from ._sqlalchemy_store import SQLAlchemyStore, engine_for  # noqa: PLC0415 - see above
+    from ._sqlite_store import SQLiteStore  # noqa: PLC0415 - see above
+
     check_table(table)
     if isinstance(target, os.PathLike):
         return SQLiteStore(f"sqlite:///{os.fspath(target)}", table=table)
@@ -673,7 +297,7 @@ def open_store(target: object, *, table: str) -> Store:
                 f"SQLAlchemy Engine; got {target!r}."
             )
             raise JobsConfigurationError(msg)
-        return SQLAlchemyStore(_create_engine(target), table=table)
+        return SQLAlchemyStore(engine_for(target), table=table)
     if type(target).__name__ == "AsyncEngine":
         msg = (
             f"Jobs() needs a synchronous Engine; got {target!r}. Pass create_engine() of the same database "
@@ -688,15 +312,3 @@ def open_store(target: object, *, table: str) -> Store:
         f"SQLAlchemy Engine; got {target!r} ({type(target).__name__})."
     )
     raise JobsConfigurationError(msg)
-
-
-def _create_engine(url: str) -> Any:
-    try:
-        from sqlalchemy import create_engine  # noqa: PLC0415 - optional
-    except ImportError:
-        msg = (
-            f"Jobs({url!r}) requires SQLAlchemy: pip install 'tocsin[sqlalchemy]' "
-            "(the embedded store, Jobs('sqlite:///jobs.db'), needs nothing)"
-        )
-        raise ImportError(msg) from None
-    return create_engine(url)

@@ -40,7 +40,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ._runner import Runner
-from ._store import Claimed, Outcome, SQLAlchemyStore, SQLiteStore
+from ._sqlalchemy_store import SQLAlchemyStore
+from ._sqlite_store import SQLiteStore
+from ._store import Claimed, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable

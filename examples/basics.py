@@ -7,7 +7,17 @@ import logging
 
 from tocsin import Signal, receiver
 
-logging.basicConfig(level=logging.ERROR, format="  log: %(levelname)s %(name)s: %(message)s")
+
+class _IntentionalFailures(logging.Formatter):
+    """The only error logged here is the demo's own failing receiver: label it, skip its traceback."""
+
+    def format(self, record):
+        return "  log (an intentional failure of this demo): " + record.getMessage()
+
+
+_handler = logging.StreamHandler()
+_handler.setFormatter(_IntentionalFailures())
+logging.basicConfig(level=logging.ERROR, handlers=[_handler])
 
 # 1. A custom signal, documented like Django's.
 order_placed = Signal(name="order_placed", doc="Sent after an order is stored; sends order=, total=.")

@@ -16,6 +16,7 @@ from ._core.pause import HeldSend as HeldSend
 from ._core.pause import Paused as Paused
 from ._core.records import Connection as Connection
 from ._core.signal import Signal as Signal
+from ._core.speedups import ACTIVE as __speedups__
 from ._observability.observe import Observation as Observation
 from ._observability.observe import Observer as Observer
 from ._observability.observe import ReceiverEvent as ReceiverEvent

@@ -54,6 +54,7 @@ class OptionalBuildExt(build_ext):
     """``build_ext`` that falls back to pure Python when compiling fails."""
 
     def run(self) -> None:
+        """Build the extensions; on a compiler error warn and build none."""
         try:
             super().run()
         except BUILD_ERRORS as exc:
@@ -62,6 +63,7 @@ class OptionalBuildExt(build_ext):
             _warn(f"{type(exc).__name__}: {exc}")
 
     def build_extension(self, ext: Extension) -> None:
+        """Build *ext*; on a compiler error warn and skip it."""
         try:
             super().build_extension(ext)
         except BUILD_ERRORS as exc:

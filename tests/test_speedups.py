@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tracemalloc
+import weakref
 from typing import Any
 
 import pytest
@@ -44,6 +45,10 @@ class Boom(Exception):
 
 def echo(signal: tocsin.Signal, sender: object, **kwargs: Any) -> tuple[Any, ...]:
     return (signal, sender, kwargs)
+
+
+def module_level(**kwargs: Any) -> None:
+    pass
 
 
 class Handler:
@@ -419,9 +424,7 @@ class TestLeaks:
 
     def test_connect_disconnect_cycles_keep_nothing(self) -> None:
         sig = tocsin.Signal()
-
-        def plain(**kwargs: Any) -> None:
-            pass
+        plain = module_level  # not nested: connect()'s common path
 
         class Quiet:
             def on(self, **kwargs: Any) -> None:
@@ -430,12 +433,14 @@ class TestLeaks:
         quiet, sender = Quiet(), Sender()
         watched = (sig, plain, quiet, sender)
 
-        def run(n: int) -> None:  # n cycles, half of them with a sender; a send (a rebuild) every 100
-            for i in range(n // 2):
-                sig.connect(plain)
+        def run(n: int) -> None:  # n cycles of three kinds; a send (a rebuild) every 99 cycles
+            for i in range(n // 3):
+                sig.connect(plain)  # the common paths (compiled when active)
                 sig.disconnect(plain)
-                sig.connect(quiet.on, sender=sender)
-                if i % 50 == 0:
+                sig.connect(plain, sender=sender)
+                sig.disconnect(plain, sender=sender)
+                sig.connect(quiet.on, sender=sender)  # the general path
+                if i % 33 == 0:
                     sig.send(sender)
                 sig.disconnect(quiet.on, sender=sender)
 
@@ -455,3 +460,74 @@ class TestLeaks:
         gc.collect()
         assert [sys.getrefcount(obj) for obj in watched] == before
         assert grown < 10_000, f"{grown} bytes kept after {self.N} connect/disconnect cycles"
+        assert sig._records == {}
+        assert weakref.getweakrefcount(sender) == 0
+
+
+class TestCommonConnect:
+    """connect()/disconnect() of a module-level function: compiled when active, the same either way."""
+
+    def test_watchers_duplicates_and_senders(self) -> None:
+        events: list[tuple[str, Any, Any]] = []
+
+        def on_connect(sender: Any, **kwargs: Any) -> None:
+            events.append(("connected", kwargs["receiver"], kwargs["for_sender"]))
+
+        def on_disconnect(sender: Any, **kwargs: Any) -> None:
+            events.append(("disconnected", kwargs["receiver"], kwargs["for_sender"]))
+
+        tocsin.receiver_connected.connect(on_connect, weak=False)
+        tocsin.receiver_disconnected.connect(on_disconnect, weak=False)
+        try:
+            sig = tocsin.Signal()
+            instance = Sender()
+            for sender in (None, instance, Sender):
+                assert sig.connect(module_level, sender) is module_level
+                assert sig.connect(module_level, sender=sender) is module_level  # a duplicate
+            assert [r for r, _ in sig.send(None)] == [module_level]
+            assert [r for r, _ in sig.send(instance)] == [module_level, module_level]
+            assert [r for r, _ in sig.send(Sender)] == [module_level, module_level]
+            for sender in (None, instance, Sender):
+                assert sig.disconnect(module_level, sender) is True
+                assert sig.disconnect(module_level, sender=sender) is False
+            assert sig.send(instance) == []
+        finally:
+            tocsin.receiver_connected.disconnect(on_connect)
+            tocsin.receiver_disconnected.disconnect(on_disconnect)
+        expected = [
+            (kind, module_level, s)
+            for kind in ("connected", "disconnected")
+            for s in (None, instance, Sender)
+        ]
+        assert events == expected
+
+    def test_sweeps_what_died(self) -> None:
+        """A receiver collected earlier is swept by the next connect, and its sender's death drops it."""
+        sig = tocsin.Signal()
+        victim = Handler()
+        sig.connect(victim.on)
+        del victim
+        gc.collect()
+        sig.connect(module_level)
+        assert len(sig._records) == 1
+        sender = Sender()
+        sig.connect(module_level, sender=sender)
+        assert len(sig._records) == 2
+        del sender
+        gc.collect()
+        assert len(sig._records) == 1
+        assert sig.disconnect(module_level)
+        assert sig._records == {}
+
+    def test_other_options_take_the_python_path(self) -> None:
+        sig = tocsin.Signal()
+        sig.connect(module_level, weak=False)
+        sig.connect(module_level, dispatch_uid="uid")
+        sig.connect(module_level, sender="by value")
+        assert len(sig._records) == 3
+        with pytest.raises(TypeError, match="at most 4 positional arguments"):
+            sig.connect(module_level, None, True, None, 5)
+        assert sig.disconnect(module_level)
+        assert sig.disconnect(dispatch_uid="uid")
+        assert sig.disconnect(module_level, sender="by value")
+        assert sig._records == {}

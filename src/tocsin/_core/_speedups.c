@@ -37,9 +37,12 @@ static PyObject *EMPTY_ROUTES = NULL; /* plans._EMPTY_ROUTES */
 static PyObject *DEFAULT_KEY = NULL;  /* plans._DEFAULT */
 static PyObject *MISSING = NULL;      /* plans._MISSING */
 static PyTypeObject *SIGNAL_TYPE = NULL; /* signal.Signal */
-static PyObject *ROUTES_SLOT = NULL;  /* Signal.__dict__["_routes"], a member descriptor */
-static Py_ssize_t routes_offset = 0;  /* ... and where it stores the attribute */
-static PyTypeObject *last_subclass = NULL; /* a subclass found to keep that slot (strong) */
+static PyTypeObject *last_subclass = NULL; /* a subclass found to keep the slots (strong) */
+static PyObject *STALE_TABLE = NULL;  /* plans._STALE_TABLE */
+static PyObject *SENDER_REF = NULL;   /* records.SenderRef */
+static PyObject *ATTACH = NULL;       /* records.attach */
+static PyObject *DETACH = NULL;       /* records.detach */
+static PyObject *HOOKS = NULL;        /* the hooks module: hooks.connection_watcher */
 
 /* Interned attribute and keyword names. */
 static PyObject *str_routes = NULL;      /* "_routes" */
@@ -47,6 +50,11 @@ static PyObject *str_log_failure = NULL; /* "_log_failure" */
 static PyObject *str_signal = NULL;      /* "signal" */
 static PyObject *str_sender = NULL;      /* "sender" */
 static PyObject *BASE_KWNAMES = NULL;    /* ("signal", "sender") */
+static PyObject *SIXTY_FOUR = NULL;      /* 64 */
+static PyObject *KEYWORDS_ONLY = NULL;   /* signal._KEYWORDS_ONLY, connect()'s placeholder */
+static PyObject *NO_PRIORITY = NULL;     /* the int 0, compared by identity as connect() does */
+static PyObject *str_acquire, *str_release, *str_sweep, *str_sweep_released, *str_report_changes,
+    *str_connection_watcher, *str_watches, *str_conns, *str_key, *str_lambda;
 
 /* ---- keyword names of the receiver calls, cached per call site ---------
  *
@@ -161,42 +169,69 @@ id_of(PyObject *obj)
     return key;
 }
 
-/* ---- signal._routes ------------------------------------------------------
+/* ---- the signal's state, in slots ----------------------------------------
  *
- * Signal declares `__slots__ = ("_routes",)`: the attribute sits at a fixed
- * offset in every instance of Signal and of its subclasses, unless a
- * subclass hides the slot under another `_routes` attribute (checked once
- * per subclass: the last one seen is remembered). */
+ * Signal declares its hot attributes in `__slots__` (see signal.py): each
+ * sits at a fixed offset in every instance of Signal and of its subclasses,
+ * unless a subclass hides a slot under another attribute of the same name
+ * (checked once per subclass: the last one found to keep them is
+ * remembered). */
+
+enum { S_ROUTES, S_LOCK, S_RECORDS, S_DEAD, S_DEATH_CALLBACK, S_PUBLICATION_WATCHER, S_CHANGES,
+       S_UNSCANNED, N_SLOTS };
+static const char *const SLOT_NAMES[N_SLOTS] = {
+    "_routes", "_lock", "_records", "_dead", "_death_callback", "_publication_watcher", "_changes",
+    "_unscanned",
+};
+static PyObject *slot_names[N_SLOTS];       /* interned */
+static PyObject *slot_descrs[N_SLOTS];      /* Signal.__dict__[name], member descriptors */
+static Py_ssize_t slot_offsets[N_SLOTS];
 
 static int
-keeps_routes_slot(PyTypeObject *type)
+keeps_slots(PyTypeObject *type)
 {
     if (type == SIGNAL_TYPE || type == last_subclass) {
         return 1;
     }
-    if (!PyType_IsSubtype(type, SIGNAL_TYPE)) {
+    if (SIGNAL_TYPE == NULL || !PyType_IsSubtype(type, SIGNAL_TYPE)) {
         return 0;
     }
-    PyObject *found = PyObject_GetAttr((PyObject *)type, str_routes);
-    if (found == NULL) {
-        PyErr_Clear();
-        return 0;
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *found = PyObject_GetAttr((PyObject *)type, slot_names[i]);
+        if (found == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int same = found == slot_descrs[i];
+        Py_DECREF(found);
+        if (!same) {
+            return 0;
+        }
     }
-    int same = found == ROUTES_SLOT;
-    Py_DECREF(found);
-    if (same) {
-        Py_INCREF(type);
-        Py_XSETREF(last_subclass, type);
-    }
-    return same;
+    Py_INCREF(type);
+    Py_XSETREF(last_subclass, type);
+    return 1;
+}
+
+/* The slot's value, borrowed (NULL if unset); the type must keep the slots. */
+#define SLOT(obj, i) (*(PyObject **)((char *)(obj) + slot_offsets[i]))
+
+static inline void
+set_slot(PyObject *obj, int i, PyObject *value)
+{
+    PyObject **where = (PyObject **)((char *)obj + slot_offsets[i]);
+    PyObject *old = *where;
+    Py_INCREF(value);
+    *where = value;
+    Py_XDECREF(old); /* may run a __del__, as the attribute store in Python would */
 }
 
 /* A new reference to signal._routes; NULL with an exception set on error. */
 static inline PyObject *
 routes_of(PyObject *signal)
 {
-    if (keeps_routes_slot(Py_TYPE(signal))) {
-        PyObject *routes = *(PyObject **)((char *)signal + routes_offset);
+    if (keeps_slots(Py_TYPE(signal))) {
+        PyObject *routes = SLOT(signal, S_ROUTES);
         if (routes != NULL) {
             Py_INCREF(routes);
             return routes;
@@ -212,8 +247,10 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *fallback; /* the pure-Python method: every case the C loop does not handle */
     PyObject *dict;     /* __wrapped__, __doc__, __name__, ... (functools.update_wrapper) */
-    int robust;
+    int kind; /* K_SEND or K_SEND_ROBUST */
 } FastSend;
+
+enum { K_SEND, K_SEND_ROBUST };
 
 /* Dereference a record's `deref`: a new reference to the receiver (or the
  * instance of a weakly held bound method), Py_None if it died, NULL on error. */
@@ -277,6 +314,7 @@ robust_failure(PyObject *signal, PyObject *receiver)
 static PyObject *
 fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+
     FastSend *fs = (FastSend *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -427,7 +465,7 @@ fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
             Py_DECREF(obj);
         }
         if (response == NULL) {
-            if (!fs->robust || !PyErr_ExceptionMatches(PyExc_Exception)) {
+            if (fs->kind != K_SEND_ROBUST || !PyErr_ExceptionMatches(PyExc_Exception)) {
                 Py_DECREF(receiver);
                 goto error;
             }
@@ -481,6 +519,506 @@ error:
 
 fallback:
     return PyObject_Vectorcall(fs->fallback, args, nargsf, kwnames);
+}
+
+/* ---- connect() and disconnect(): their common cases --------------------------
+ *
+ * What the inlined paths of Signal.connect() and Signal.disconnect() do, step
+ * for step, for a plain module-level function (see signal.py) with every
+ * option at its default, for any sender or a sender matched by identity.
+ * The Python methods call these first and go on themselves on
+ * NotImplemented (other receivers, weak=False, dispatch_uid=, priority=,
+ * via=, other senders).
+ * The lock is the signal's own threading.Lock, taken and released through
+ * its methods, and everything the Python code does under it is done here
+ * in the same order: the same tools see the same events. */
+
+#ifndef CO_NESTED
+#define CO_NESTED 0x0010
+#endif
+
+static PyObject *getweakrefcount = NULL; /* weakref.getweakrefcount */
+static PyObject *find_anchor = NULL;     /* records.find_anchor */
+
+/* Whether connect()'s inlined path takes *receiver*: a plain function taking
+ * **kwargs, neither async nor nested nor a lambda, with no attributes. */
+static int
+plain_function(PyObject *receiver)
+{
+    if (!PyFunction_Check(receiver)) {
+        return 0;
+    }
+    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(receiver);
+    if ((code->co_flags & (CO_VARKEYWORDS | CO_COROUTINE | CO_NESTED)) != CO_VARKEYWORDS) {
+        return 0;
+    }
+    if (code->co_name == str_lambda || PyUnicode_Compare(code->co_name, str_lambda) == 0) {
+        return 0;
+    }
+    PyObject *attributes = ((PyFunctionObject *)receiver)->func_dict;
+    return attributes == NULL || (PyDict_Check(attributes) && PyDict_GET_SIZE(attributes) == 0);
+}
+
+/* Whether the signal's slots can be used: the type keeps them and they are set. */
+static int
+usable_slots(PyObject *self)
+{
+    if (!keeps_slots(Py_TYPE(self))) {
+        return 0;
+    }
+    for (int i = 0; i < N_SLOTS; i++) {
+        if (SLOT(self, i) == NULL) {
+            return 0; /* a subclass that skipped __init__: Python raises AttributeError */
+        }
+    }
+    return PyDict_CheckExact(SLOT(self, S_RECORDS));
+}
+
+/* Call obj.name() and drop the result; -1 on error. */
+static int
+call_method0(PyObject *obj, PyObject *name)
+{
+    PyObject *result = PyObject_CallMethodNoArgs(obj, name);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Release the lock, keeping the exception being raised (if any) as Python's
+ * `finally: lock.release()` would; -1 if the release itself failed. */
+static int
+release(PyObject *lock)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int failed = call_method0(lock, str_release);
+    if (failed) {
+        if (type != NULL) { /* the release's error wins, as in Python; keep the first as context */
+            PyObject *t2, *v2, *tb2;
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyErr_Fetch(&t2, &v2, &tb2);
+            PyErr_NormalizeException(&t2, &v2, &tb2);
+            PyException_SetContext(v2, value); /* steals value */
+            Py_DECREF(type);
+            Py_XDECREF(tb);
+            PyErr_Restore(t2, v2, tb2);
+        }
+        return -1;
+    }
+    PyErr_Restore(type, value, tb);
+    return 0;
+}
+
+/* After the lock section: `if self._dead: self._sweep_released()`, keeping
+ * the exception being raised (if any); -1 on a new error. */
+static int
+sweep_if_dead(PyObject *self)
+{
+    PyObject *dead = SLOT(self, S_DEAD);
+    if (dead == NULL || dead == Py_False) {
+        return 0;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int truth = PyObject_IsTrue(dead);
+    int failed = truth < 0 || (truth && call_method0(self, str_sweep_released) < 0);
+    if (failed) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    PyErr_Restore(type, value, tb);
+    return 0;
+}
+
+/* Under the lock: `watcher = hooks.connection_watcher; if watcher is not None
+ * and watcher.watches(self): self._changes.append(change)`; -1 on error. */
+static int
+note_change(PyObject *self, PyObject *change_connected, PyObject *record, PyObject *extra)
+{
+    PyObject *watcher = PyObject_GetAttr(HOOKS, str_connection_watcher);
+    if (watcher == NULL) {
+        return -1;
+    }
+    if (watcher == Py_None) {
+        Py_DECREF(watcher);
+        return 0;
+    }
+    PyObject *watches = PyObject_CallMethodOneArg(watcher, str_watches, self);
+    Py_DECREF(watcher);
+    if (watches == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(watches);
+    Py_DECREF(watches);
+    if (truth <= 0) {
+        return truth;
+    }
+    PyObject *change = PyTuple_Pack(3, change_connected, record, extra);
+    if (change == NULL) {
+        return -1;
+    }
+    PyObject *changes = SLOT(self, S_CHANGES);
+    Py_INCREF(changes);
+    int appended = PyList_Check(changes) ? PyList_Append(changes, change) : -1;
+    if (appended < 0 && !PyErr_Occurred()) {
+        PyObject *result = PyObject_CallMethod(changes, "append", "O", change);
+        appended = result == NULL ? -1 : 0;
+        Py_XDECREF(result);
+    }
+    Py_DECREF(changes);
+    Py_DECREF(change);
+    return appended;
+}
+
+/* Under the lock: invalidate the routes and tell the publication watcher. */
+static int
+invalidate(PyObject *self)
+{
+    set_slot(self, S_ROUTES, STALE_TABLE);
+    PyObject *watcher = SLOT(self, S_PUBLICATION_WATCHER);
+    if (watcher == NULL || watcher == Py_None) {
+        return 0;
+    }
+    Py_INCREF(watcher);
+    PyObject *result = PyObject_CallNoArgs(watcher);
+    Py_DECREF(watcher);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* After the lock: `if self._changes: self._report_changes()`; -1 on error. */
+static int
+report_changes(PyObject *self)
+{
+    PyObject *changes = SLOT(self, S_CHANGES);
+    if (changes == NULL) {
+        return 0;
+    }
+    int truth = PyList_CheckExact(changes) ? PyList_GET_SIZE(changes) > 0 : PyObject_IsTrue(changes);
+    if (truth <= 0) {
+        return truth;
+    }
+    return call_method0(self, str_report_changes);
+}
+
+/* The sender's anchor, as connect()'s inlined records.hold_sender() makes it. */
+static PyObject *
+anchor_for(PyObject *sender, PyObject *callback)
+{
+    PyObject *count = PyObject_CallOneArg(getweakrefcount, sender);
+    if (count == NULL) {
+        return NULL;
+    }
+    int some = PyObject_IsTrue(count);
+    Py_DECREF(count);
+    if (some < 0) {
+        return NULL;
+    }
+    if (some) {
+        PyObject *found = PyObject_CallFunctionObjArgs(find_anchor, sender, callback, NULL);
+        if (found != Py_None) {
+            return found; /* or NULL on error */
+        }
+        Py_DECREF(found);
+    }
+    PyObject *anchor = PyObject_CallFunctionObjArgs(SENDER_REF, sender, callback, NULL);
+    if (anchor == NULL) {
+        return NULL;
+    }
+    PyObject *key = id_of(sender);
+    if (key == NULL || PyObject_SetAttr(anchor, str_conns, Py_None) < 0
+        || PyObject_SetAttr(anchor, str_key, key) < 0) { /* key last: see records.find_anchor */
+        Py_XDECREF(key);
+        Py_DECREF(anchor);
+        return NULL;
+    }
+    Py_DECREF(key);
+    return anchor;
+}
+
+/* id(receiver) << 64 | id(sender): records.connection_key for two ids. */
+static PyObject *
+pair_key(PyObject *receiver, PyObject *sender)
+{
+    PyObject *rkey = PyLong_FromVoidPtr(receiver);
+    if (rkey == NULL) {
+        return NULL;
+    }
+    PyObject *shifted = PyNumber_Lshift(rkey, SIXTY_FOUR);
+    Py_DECREF(rkey);
+    if (shifted == NULL) {
+        return NULL;
+    }
+    PyObject *skey = id_of(sender);
+    if (skey == NULL) {
+        Py_DECREF(shifted);
+        return NULL;
+    }
+    PyObject *key = PyNumber_Or(shifted, skey);
+    Py_DECREF(shifted);
+    Py_DECREF(skey);
+    return key;
+}
+
+/* connect(signal, receiver, sender, weak, dispatch_uid, keywords_only, priority, via):
+ * Signal.connect() calls it first, with its own arguments; NotImplemented
+ * means "not the common case": connect() goes on in Python, as if this had
+ * not been called (nothing was changed). Signal.connect() stays the entry
+ * point, so the reference counts _inline reads are those of pure Python. */
+static PyObject *
+connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "connect() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *self = args[0], *receiver = args[1], *sender = args[2];
+    if (args[3] != Py_True || args[4] != Py_None || args[5] != KEYWORDS_ONLY || args[6] != NO_PRIORITY
+        || args[7] != Py_None) {
+        goto fallback; /* an option off its default (weak=1 included: Python decides) */
+    }
+    if (!plain_function(receiver) || !usable_slots(self)) {
+        goto fallback;
+    }
+    if (sender != Py_None && Py_TYPE(sender)->tp_weaklistoffset == 0) {
+        goto fallback; /* a sender held strongly or matched by value */
+    }
+    /* Everything is worked out before taking the lock (see signal.py). */
+    PyObject *callback = SLOT(self, S_DEATH_CALLBACK);
+    Py_INCREF(callback);
+    PyObject *anchor = NULL, *key = NULL, *record = NULL, *ref = NULL;
+    PyObject *lock = NULL, *swept = NULL, *result = NULL, *stored = NULL;
+    if (sender == Py_None) {
+        key = PyLong_FromVoidPtr(receiver);
+        anchor = Py_None;
+        Py_INCREF(anchor);
+    }
+    else {
+        anchor = anchor_for(sender, callback);
+        if (anchor == NULL) {
+            goto done;
+        }
+        PyObject *skey = PyObject_GetAttr(anchor, str_key);
+        if (skey == NULL) {
+            goto done;
+        }
+        PyObject *rkey = PyLong_FromVoidPtr(receiver);
+        PyObject *shifted = rkey == NULL ? NULL : PyNumber_Lshift(rkey, SIXTY_FOUR);
+        Py_XDECREF(rkey);
+        key = shifted == NULL ? NULL : PyNumber_Or(shifted, skey);
+        Py_XDECREF(shifted);
+        Py_DECREF(skey);
+    }
+    if (key == NULL) {
+        goto done;
+    }
+    ref = PyWeakref_NewRef(receiver, callback);
+    if (ref == NULL) {
+        goto done;
+    }
+    record = PyTuple_Pack(3, ref, Py_None, anchor);
+    if (record == NULL) {
+        goto done;
+    }
+    lock = SLOT(self, S_LOCK);
+    Py_INCREF(lock);
+    if (call_method0(lock, str_acquire) < 0) {
+        goto done;
+    }
+    /* ---- under the lock */
+    PyObject *dead = SLOT(self, S_DEAD);
+    int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
+    if (truth < 0) {
+        goto unlock;
+    }
+    if (truth) {
+        swept = PyObject_CallMethodNoArgs(self, str_sweep); /* freed after the lock is released */
+        if (swept == NULL) {
+            goto unlock;
+        }
+    }
+    PyObject *records = SLOT(self, S_RECORDS);
+    if (!PyDict_CheckExact(records)) {
+        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is not a dict");
+        goto unlock;
+    }
+    stored = PyDict_SetDefault(records, key, record); /* borrowed */
+    if (stored == NULL) {
+        goto unlock;
+    }
+    if (stored != record) { /* a duplicate: nothing to do */
+        Py_INCREF(receiver);
+        result = receiver;
+        goto unlock;
+    }
+    if (anchor != Py_None) { /* the sender's death drops this connection */
+        PyObject *conns = PyObject_GetAttr(anchor, str_conns);
+        if (conns == NULL) {
+            goto unlock;
+        }
+        int first = conns == Py_None;
+        Py_DECREF(conns);
+        if (first) {
+            if (PyObject_SetAttr(anchor, str_conns, key) < 0) {
+                goto unlock;
+            }
+        }
+        else {
+            PyObject *attached = PyObject_CallFunctionObjArgs(ATTACH, anchor, key, NULL);
+            if (attached == NULL) {
+                goto unlock;
+            }
+            Py_DECREF(attached);
+        }
+    }
+    if (invalidate(self) < 0) {
+        goto unlock;
+    }
+    set_slot(self, S_UNSCANNED, Py_True); /* look for module copies at the next rebuild */
+    if (note_change(self, Py_True, record, receiver) < 0) {
+        goto unlock;
+    }
+    Py_INCREF(receiver);
+    result = receiver;
+    /* ---- released on every path */
+unlock:
+    if (release(lock) < 0) {
+        Py_CLEAR(result);
+    }
+    if (sweep_if_dead(self) < 0) {
+        Py_CLEAR(result);
+    }
+    if (result != NULL && stored == record && report_changes(self) < 0) {
+        Py_CLEAR(result);
+    }
+done:
+    Py_XDECREF(swept);
+    Py_XDECREF(lock);
+    Py_XDECREF(record);
+    Py_XDECREF(ref);
+    Py_XDECREF(key);
+    Py_XDECREF(anchor);
+    Py_DECREF(callback);
+    return result;
+
+fallback:
+    Py_RETURN_NOTIMPLEMENTED;
+}
+
+/* disconnect(signal, receiver, sender, dispatch_uid): Signal.disconnect()'s
+ * common case (a function, no dispatch_uid, any sender or one matched by
+ * identity), or NotImplemented. */
+static PyObject *
+disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "disconnect() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *self = args[0], *receiver = args[1], *sender = args[2];
+    if (args[3] != Py_None || !PyFunction_Check(receiver) || !usable_slots(self)) {
+        goto fallback;
+    }
+    PyObject *key;
+    if (sender == Py_None) {
+        key = PyLong_FromVoidPtr(receiver);
+    }
+    else if (Py_TYPE(sender)->tp_weaklistoffset != 0) {
+        key = pair_key(receiver, sender);
+    }
+    else {
+        goto fallback;
+    }
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *lock = SLOT(self, S_LOCK);
+    Py_INCREF(lock);
+    PyObject *swept = NULL, *removed = NULL, *result = NULL;
+    if (call_method0(lock, str_acquire) < 0) {
+        goto done;
+    }
+    /* ---- under the lock */
+    PyObject *dead = SLOT(self, S_DEAD);
+    int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
+    if (truth < 0) {
+        goto unlock;
+    }
+    if (truth) {
+        swept = PyObject_CallMethodNoArgs(self, str_sweep); /* freed after the lock is released */
+        if (swept == NULL) {
+            goto unlock;
+        }
+    }
+    /* Keep the record until the lock is released: it may hold the last
+     * reference to a receiver whose __del__ uses this signal. */
+    PyObject *records = SLOT(self, S_RECORDS);
+    if (!PyDict_CheckExact(records)) {
+        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is not a dict");
+        goto unlock;
+    }
+    removed = PyDict_GetItemWithError(records, key);
+    if (removed == NULL) {
+        if (!PyErr_Occurred()) {
+            Py_INCREF(Py_False);
+            result = Py_False;
+        }
+        goto unlock;
+    }
+    Py_INCREF(removed);
+    if (PyDict_DelItem(records, key) < 0) {
+        goto unlock;
+    }
+    if (!PyTuple_CheckExact(removed) || PyTuple_GET_SIZE(removed) != 3) {
+        PyErr_Format(PyExc_SystemError, "tocsin: Signal._records holds %R, not a record", removed);
+        goto unlock;
+    }
+    PyObject *link = PyTuple_GET_ITEM(removed, 2);
+    if (link != Py_None) { /* a sender of its own: the anchor forgets this connection */
+        PyObject *anchor = PyTuple_CheckExact(link) ? PyTuple_GET_ITEM(link, 0) : link;
+        if ((PyObject *)Py_TYPE(anchor) == SENDER_REF) {
+            PyObject *detached = PyObject_CallFunctionObjArgs(DETACH, anchor, key, NULL);
+            if (detached == NULL) {
+                goto unlock;
+            }
+            Py_DECREF(detached);
+        }
+    }
+    if (note_change(self, Py_False, removed, Py_False) < 0) {
+        goto unlock;
+    }
+    if (invalidate(self) < 0) {
+        goto unlock;
+    }
+    Py_INCREF(Py_True);
+    result = Py_True;
+    /* ---- released on every path */
+unlock:
+    if (release(lock) < 0) {
+        Py_CLEAR(result);
+    }
+    if (sweep_if_dead(self) < 0) {
+        Py_CLEAR(result);
+    }
+    if (result == Py_True && report_changes(self) < 0) {
+        Py_CLEAR(result);
+    }
+done:
+    Py_XDECREF(removed);
+    Py_XDECREF(swept);
+    Py_DECREF(lock);
+    Py_DECREF(key);
+    return result;
+
+fallback:
+    Py_RETURN_NOTIMPLEMENTED;
 }
 
 static PyObject *
@@ -554,8 +1092,12 @@ static PyObject *
 make_send(PyObject *module, PyObject *args)
 {
     PyObject *fallback;
-    int robust;
-    if (!PyArg_ParseTuple(args, "Op:make_send", &fallback, &robust)) {
+    int kind;
+    if (!PyArg_ParseTuple(args, "Oi:make_send", &fallback, &kind)) {
+        return NULL;
+    }
+    if (kind != K_SEND && kind != K_SEND_ROBUST) {
+        PyErr_Format(PyExc_ValueError, "make_send() expects 0 (send) or 1 (send_robust); got %d", kind);
         return NULL;
     }
     if (!PyCallable_Check(fallback)) {
@@ -570,7 +1112,7 @@ make_send(PyObject *module, PyObject *args)
     Py_INCREF(fallback);
     fs->fallback = fallback;
     fs->dict = NULL;
-    fs->robust = robust;
+    fs->kind = kind;
     PyObject_GC_Track(fs);
     return (PyObject *)fs;
 }
@@ -578,39 +1120,60 @@ make_send(PyObject *module, PyObject *args)
 static PyObject *
 setup(PyObject *module, PyObject *args)
 {
-    PyObject *signal_type, *empty_routes, *default_key, *missing;
-    if (!PyArg_ParseTuple(args, "O!O!OO:setup", &PyType_Type, &signal_type, &PyDict_Type, &empty_routes,
-                          &default_key, &missing)) {
+    PyObject *signal_type, *empty_routes, *default_key, *missing, *stale_table, *sender_ref, *attach,
+        *detach, *hooks, *weakrefcount, *anchor_finder, *keywords_only, *no_priority;
+    if (!PyArg_ParseTuple(args, "O!O!OOO!OOOOOOOO:setup", &PyType_Type, &signal_type, &PyDict_Type,
+                          &empty_routes, &default_key, &missing, &PyDict_Type, &stale_table, &sender_ref,
+                          &attach, &detach, &hooks, &weakrefcount, &anchor_finder, &keywords_only,
+                          &no_priority)) {
         return NULL;
     }
-    PyObject *slot = PyDict_GetItemWithError(((PyTypeObject *)signal_type)->tp_dict, str_routes);
-    if (slot == NULL || !Py_IS_TYPE(slot, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)slot)->d_member->type != T_OBJECT_EX) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_TypeError, "setup() expects a class with __slots__ = ('_routes',); got %R",
-                         signal_type);
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *slot = PyDict_GetItemWithError(((PyTypeObject *)signal_type)->tp_dict, slot_names[i]);
+        if (slot == NULL || !Py_IS_TYPE(slot, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)slot)->d_member->type != T_OBJECT_EX) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_TypeError, "setup() expects a class with %R in __slots__; got %R",
+                             slot_names[i], signal_type);
+            }
+            return NULL;
         }
-        return NULL;
+        slot_offsets[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_INCREF(slot);
+        Py_XSETREF(slot_descrs[i], slot);
     }
-    routes_offset = ((PyMemberDescrObject *)slot)->d_member->offset;
-    Py_INCREF(slot);
-    Py_XSETREF(ROUTES_SLOT, slot);
     Py_INCREF(signal_type);
     Py_XSETREF(SIGNAL_TYPE, (PyTypeObject *)signal_type);
-    Py_INCREF(empty_routes);
-    Py_XSETREF(EMPTY_ROUTES, empty_routes);
-    Py_INCREF(default_key);
-    Py_XSETREF(DEFAULT_KEY, default_key);
-    Py_INCREF(missing);
-    Py_XSETREF(MISSING, missing);
+    Py_CLEAR(last_subclass);
+#define KEEP(var, value) do { Py_INCREF(value); Py_XSETREF(var, value); } while (0)
+    KEEP(EMPTY_ROUTES, empty_routes);
+    KEEP(DEFAULT_KEY, default_key);
+    KEEP(MISSING, missing);
+    KEEP(STALE_TABLE, stale_table);
+    KEEP(SENDER_REF, sender_ref);
+    KEEP(ATTACH, attach);
+    KEEP(DETACH, detach);
+    KEEP(HOOKS, hooks);
+    KEEP(getweakrefcount, weakrefcount);
+    KEEP(find_anchor, anchor_finder);
+    KEEP(KEYWORDS_ONLY, keywords_only);
+    KEEP(NO_PRIORITY, no_priority);
+#undef KEEP
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"make_send", make_send, METH_VARARGS,
-     "make_send(method, robust, /)\n--\n\nThe compiled send (or send_robust) replacing *method*."},
+     "make_send(method, kind, /)\n--\n\nThe compiled send (kind 0) or send_robust (1) replacing *method*."},
+    {"connect", (PyCFunction)(void (*)(void))connect_common, METH_FASTCALL,
+     "connect(signal, receiver, sender, weak, dispatch_uid, keywords_only, priority, via, /)\n--\n\n"
+     "Signal.connect()'s common case; NotImplemented for any other."},
+    {"disconnect", (PyCFunction)(void (*)(void))disconnect_common, METH_FASTCALL,
+     "disconnect(signal, receiver, sender, dispatch_uid, /)\n--\n\n"
+     "Signal.disconnect()'s common case; NotImplemented for any other."},
     {"setup", setup, METH_VARARGS,
-     "setup(signal_class, empty_routes, default_key, missing, /)\n--\n\nThe objects of plans.py the fast path compares with."},
+     "setup(signal_class, empty_routes, default_key, missing, stale_table, sender_ref, attach, detach, "
+     "hooks, getweakrefcount, find_anchor, keywords_only, no_priority, /)\n--\n\nThe objects of the core the compiled methods use."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -633,6 +1196,28 @@ PyInit__speedups(void)
     str_signal = PyUnicode_InternFromString("signal");
     str_sender = PyUnicode_InternFromString("sender");
     if (str_routes == NULL || str_log_failure == NULL || str_signal == NULL || str_sender == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < N_SLOTS; i++) {
+        slot_names[i] = PyUnicode_InternFromString(SLOT_NAMES[i]);
+        if (slot_names[i] == NULL) {
+            return NULL;
+        }
+    }
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+    INTERN(str_acquire, "acquire");
+    INTERN(str_release, "release");
+    INTERN(str_sweep, "_sweep");
+    INTERN(str_sweep_released, "_sweep_released");
+    INTERN(str_report_changes, "_report_changes");
+    INTERN(str_connection_watcher, "connection_watcher");
+    INTERN(str_watches, "watches");
+    INTERN(str_conns, "conns");
+    INTERN(str_key, "key");
+    INTERN(str_lambda, "<lambda>");
+#undef INTERN
+    SIXTY_FOUR = PyLong_FromLong(64);
+    if (SIXTY_FOUR == NULL) {
         return NULL;
     }
     BASE_KWNAMES = PyTuple_Pack(2, str_signal, str_sender);

@@ -80,6 +80,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # connect()'s fast path takes functions with **kwargs, neither async nor nested.
 _KWARGS_NESTED_OR_ASYNC = _KWARGS_OR_ASYNC | _inline.CO_NESTED
 _NO_PRIORITY = 0  # connect()'s default, compared by identity on its inlined path
+# The common paths of connect() and disconnect() in C, set below if the
+# accelerator is active (see speedups); None in pure Python.
+_compiled_connect: Callable[..., Any] | None = None
+_compiled_disconnect: Callable[..., Any] | None = None
 _getweakrefcount = weakref.getweakrefcount
 
 
@@ -152,9 +156,18 @@ class Signal(Dispatching):
             that depend on each other.
     """
 
-    # The published routes in a slot: the compiled send() (see speedups) reads
-    # them at a fixed offset instead of looking them up in the instance dict.
-    __slots__ = ("_routes",)
+    # The state the hot paths use, in slots: the compiled methods (see speedups)
+    # read them at fixed offsets instead of looking them up in the instance dict.
+    __slots__ = (
+        "_changes",
+        "_dead",
+        "_death_callback",
+        "_lock",
+        "_publication_watcher",
+        "_records",
+        "_routes",
+        "_unscanned",
+    )
 
     def __init__(
         self,
@@ -277,6 +290,12 @@ class Signal(Dispatching):
             ReceiverNotCallableError: *receiver* is not callable.
             ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
         """
+        if _compiled_connect is not None:  # the same common case, in C (see speedups)
+            done = _compiled_connect(
+                self, receiver, sender, weak, dispatch_uid, _keywords_only, priority, via
+            )
+            if done is not NotImplemented:
+                return done
         if (
             type(receiver) is _FunctionType
             and weak
@@ -370,6 +389,10 @@ class Signal(Dispatching):
         Returns:
             True if a connection was removed, False if there was none.
         """
+        if _compiled_disconnect is not None:  # the same common case, in C (see speedups)
+            done = _compiled_disconnect(self, receiver, sender, dispatch_uid)
+            if done is not NotImplemented:
+                return bool(done)
         if type(receiver) is _FunctionType and dispatch_uid is None:
             # Inline connection_key(receiver_key(receiver), send_key(sender)).
             if sender is None:
@@ -588,7 +611,8 @@ def _connect_temporary_through_subclass() -> None:
     Forwarding().connect(_make_temporary())
 
 
+# The compiled hot paths, where available (see speedups).
+_compiled = _speedups.install(Signal, _KEYWORDS_ONLY, _NO_PRIORITY)
+if _compiled is not None:
+    _compiled_connect, _compiled_disconnect = _compiled
 _inline.calibrate(_connect_temporary, _connect_temporary_through_subclass)
-
-# The compiled send() and send_robust(), where available (see speedups).
-_speedups.install(Signal)

@@ -1,13 +1,17 @@
-"""The optional C accelerator: ``send()`` and ``send_robust()`` compiled.
+"""The optional C accelerator: the hot paths of ``Signal`` compiled.
 
 ``_speedups.c`` implements only the fast loops of ``Signal.send`` and
-``Signal.send_robust`` (a send over a published plan, see ``plans``): it calls
-receivers by vectorcall with a cached keyword-names tuple, so no keyword dict
-is built per send or per receiver call. Every other case (no sender,
-``signal=`` among the named arguments, interceptors, pause, local scopes,
-async receivers, ``via=`` policies, senders keyed by value, a stale table)
-calls the pure-Python method it replaces, with the same arguments, before
-any receiver runs: one set of semantics, whichever is active.
+``Signal.send_robust`` (a send over a published plan, see ``plans``), and the
+inlined common paths of ``Signal.connect`` and ``Signal.disconnect`` (a plain
+module-level function with every option at its default, for any sender or a
+sender matched by identity). Sends call receivers by vectorcall with a
+cached keyword-names tuple, so no keyword dict is built per send or per
+receiver call; the state they use sits in the signal's ``__slots__``. Every
+other case (no sender, ``signal=`` among the named arguments, interceptors,
+pause, local scopes, async receivers, ``via=`` policies, senders keyed by
+value, a stale table, other receivers or options) calls the pure-Python
+method it replaces, with the same arguments, before doing anything: one set
+of semantics, whichever is active.
 
 The compiled methods are used when all of these hold, else the pure-Python
 ones, silently:
@@ -28,9 +32,13 @@ import functools
 import os
 import sys
 import sysconfig
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .plans import _DEFAULT, _EMPTY_ROUTES, _MISSING
+from . import hooks as _hooks
+from .plans import _DEFAULT, _EMPTY_ROUTES, _MISSING, _STALE_TABLE
+from .records import SenderRef, attach, detach, find_anchor
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -62,21 +70,42 @@ def _load() -> ModuleType | None:
     return _speedups
 
 
-def install(signal_class: type[Signal]) -> bool:
-    """Replace *signal_class*'s ``send`` and ``send_robust`` with the compiled ones, if possible.
+def install(
+    signal_class: type[Signal], keywords_only: object, no_priority: int
+) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """Compile *signal_class*'s hot paths, if possible (see the module docstring).
 
-    Each compiled method keeps the pure-Python one as ``__wrapped__`` (with
-    its name, docstring and signature) and calls it for every case its loop
-    does not handle. Returns whether they were installed.
+    Replaces ``send`` and ``send_robust``: each compiled method keeps the
+    pure-Python one as ``__wrapped__`` (with its name, docstring and
+    signature) and calls it for every case its loop does not handle.
+    Returns the compiled common paths of ``connect`` and ``disconnect``,
+    which those Python methods call first (``connect`` must stay a Python
+    function: ``_inline`` reads the reference counts of its calls), or None
+    in pure Python. *keywords_only* and *no_priority* are connect()'s
+    placeholder and default priority, compared by identity.
     """
     global ACTIVE  # noqa: PLW0603 - set once, at import
     speedups = _load()
     if speedups is None:
-        return False
-    speedups.setup(signal_class, _EMPTY_ROUTES, _DEFAULT, _MISSING)
-    for name, robust in (("send", False), ("send_robust", True)):
+        return None
+    speedups.setup(
+        signal_class,
+        _EMPTY_ROUTES,
+        _DEFAULT,
+        _MISSING,
+        _STALE_TABLE,
+        SenderRef,
+        attach,
+        detach,
+        _hooks,
+        weakref.getweakrefcount,
+        find_anchor,
+        keywords_only,
+        no_priority,
+    )
+    for kind, name in enumerate(("send", "send_robust")):
         method = signal_class.__dict__[name]
-        compiled = functools.update_wrapper(speedups.make_send(method, robust), method)
+        compiled = functools.update_wrapper(speedups.make_send(method, kind), method)
         setattr(signal_class, name, compiled)
     ACTIVE = True
-    return True
+    return speedups.connect, speedups.disconnect

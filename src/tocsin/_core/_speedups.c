@@ -277,6 +277,42 @@ deref_call(PyObject *deref)
     return PyObject_CallNoArgs(deref);
 }
 
+/* The exception being raised, taken (a new reference, normalized, with its
+ * traceback set), or NULL if none. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise *exc* again (stolen; NULL: nothing). */
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc != NULL) {
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+    }
+#endif
+}
+
 /* send_robust: turn the exception being raised into the receiver's response,
  * logging it through signal._log_failure(receiver, exc) as the Python loop
  * does inside its `except Exception as exc:` block (so the exception is the
@@ -284,28 +320,18 @@ deref_call(PyObject *deref)
 static PyObject *
 robust_failure(PyObject *signal, PyObject *receiver)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
+    PyObject *exc = take_exception();
     PyObject *old_type, *old_value, *old_tb;
     PyErr_GetExcInfo(&old_type, &old_value, &old_tb);
-    Py_INCREF(type);
-    Py_INCREF(value);
-    Py_XINCREF(tb);
-    PyErr_SetExcInfo(type, value, tb);
-    PyObject *logged = PyObject_CallMethodObjArgs(signal, str_log_failure, receiver, value, NULL);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc), PyException_GetTraceback(exc));
+    PyObject *logged = PyObject_CallMethodObjArgs(signal, str_log_failure, receiver, exc, NULL);
     PyErr_SetExcInfo(old_type, old_value, old_tb);
-    Py_DECREF(type);
-    Py_XDECREF(tb);
     if (logged == NULL) {
-        Py_DECREF(value);
+        Py_DECREF(exc);
         return NULL;
     }
     Py_DECREF(logged);
-    return value;
+    return exc;
 }
 
 #define SMALL_ARGS 16
@@ -591,23 +617,16 @@ call_method0(PyObject *obj, PyObject *name)
 static int
 release(PyObject *lock)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    int failed = call_method0(lock, str_release);
-    if (failed) {
-        if (type != NULL) { /* the release's error wins, as in Python; keep the first as context */
-            PyObject *t2, *v2, *tb2;
-            PyErr_NormalizeException(&type, &value, &tb);
-            PyErr_Fetch(&t2, &v2, &tb2);
-            PyErr_NormalizeException(&t2, &v2, &tb2);
-            PyException_SetContext(v2, value); /* steals value */
-            Py_DECREF(type);
-            Py_XDECREF(tb);
-            PyErr_Restore(t2, v2, tb2);
+    PyObject *pending = take_exception();
+    if (call_method0(lock, str_release) < 0) {
+        if (pending != NULL) { /* the release's error wins, as in Python, with the first as context */
+            PyObject *failure = take_exception();
+            PyException_SetContext(failure, pending); /* steals pending */
+            restore_exception(failure);
         }
         return -1;
     }
-    PyErr_Restore(type, value, tb);
+    restore_exception(pending);
     return 0;
 }
 
@@ -620,17 +639,13 @@ sweep_if_dead(PyObject *self)
     if (dead == NULL || dead == Py_False) {
         return 0;
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
+    PyObject *pending = take_exception();
     int truth = PyObject_IsTrue(dead);
-    int failed = truth < 0 || (truth && call_method0(self, str_sweep_released) < 0);
-    if (failed) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+    if (truth < 0 || (truth && call_method0(self, str_sweep_released) < 0)) {
+        Py_XDECREF(pending);
         return -1;
     }
-    PyErr_Restore(type, value, tb);
+    restore_exception(pending);
     return 0;
 }
 
@@ -662,6 +677,11 @@ note_change(PyObject *self, PyObject *change_connected, PyObject *record, PyObje
         return -1;
     }
     PyObject *changes = SLOT(self, S_CHANGES);
+    if (changes == NULL) {
+        Py_DECREF(change);
+        PyErr_SetString(PyExc_AttributeError, "'Signal' object has no attribute '_changes'");
+        return -1;
+    }
     Py_INCREF(changes);
     int appended = PyList_Check(changes) ? PyList_Append(changes, change) : -1;
     if (appended < 0 && !PyErr_Occurred()) {
@@ -827,7 +847,11 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (record == NULL) {
         goto done;
     }
-    lock = SLOT(self, S_LOCK);
+    lock = SLOT(self, S_LOCK); /* checked on entry; user code may have run since (a GC) */
+    if (lock == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "'Signal' object has no attribute '_lock'");
+        goto done;
+    }
     Py_INCREF(lock);
     if (call_method0(lock, str_acquire) < 0) {
         goto done;
@@ -844,9 +868,9 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto unlock;
         }
     }
-    PyObject *records = SLOT(self, S_RECORDS);
-    if (!PyDict_CheckExact(records)) {
-        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is not a dict");
+    PyObject *records = SLOT(self, S_RECORDS); /* checked on entry; user code ran since */
+    if (records == NULL || !PyDict_CheckExact(records)) {
+        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is no longer a dict");
         goto unlock;
     }
     stored = PyDict_SetDefault(records, key, record); /* borrowed */
@@ -939,7 +963,12 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (key == NULL) {
         return NULL;
     }
-    PyObject *lock = SLOT(self, S_LOCK);
+    PyObject *lock = SLOT(self, S_LOCK); /* checked on entry; user code may have run since (a GC) */
+    if (lock == NULL) {
+        Py_DECREF(key);
+        PyErr_SetString(PyExc_AttributeError, "'Signal' object has no attribute '_lock'");
+        return NULL;
+    }
     Py_INCREF(lock);
     PyObject *swept = NULL, *removed = NULL, *result = NULL;
     if (call_method0(lock, str_acquire) < 0) {
@@ -959,9 +988,9 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* Keep the record until the lock is released: it may hold the last
      * reference to a receiver whose __del__ uses this signal. */
-    PyObject *records = SLOT(self, S_RECORDS);
-    if (!PyDict_CheckExact(records)) {
-        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is not a dict");
+    PyObject *records = SLOT(self, S_RECORDS); /* checked on entry; user code ran since */
+    if (records == NULL || !PyDict_CheckExact(records)) {
+        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is no longer a dict");
         goto unlock;
     }
     removed = PyDict_GetItemWithError(records, key);

@@ -17,7 +17,7 @@ FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/
 	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
-.PHONY: demo test lint typecheck pytest pytest-pure pytest-all bench bench-sqlalchemy bench-jobs test-stress clean
+.PHONY: demo test lint typecheck pytest pytest-pure pytest-all dist bench bench-sqlalchemy bench-jobs test-stress clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
@@ -124,8 +124,16 @@ test-stress: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	TOCSIN_STRESS_JOBS=10000 $(PY) -m pytest tests/test_jobs_workers.py -k four_processes $(PYTEST_ARGS)
 
+# The sdist and the pure-Python py3-none-any wheel (the fallback for platforms without a compiled
+# wheel); the compiled wheels come from cibuildwheel ([tool.cibuildwheel] in pyproject.toml).
+dist: | $(VENV)/bin/python
+	$(PIP) install "build>=1"
+	rm -rf dist
+	TOCSIN_NO_EXTENSIONS=1 $(PY) -m build --outdir dist .
+
 clean:
 	rm -rf $(VENV) .venvs build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -f src/tocsin/_core/*.so src/tocsin/_core/*.pyd  # built in place by editable installs
 
 # The property-based state machine with many more fresh examples than `make test` runs:
 # TOCSIN_HYPOTHESIS_DEEP=1 (the default here) runs 1,500, TOCSIN_HYPOTHESIS_DEEP=N runs N.

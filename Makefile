@@ -35,8 +35,8 @@ demo: | $(VENV)/bin/python
 	@for f in examples/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples setup.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples setup.py
 	PYTHONPATH=src $(VENV)/bin/lint-imports  # the layers of docs/design.md (pyproject [tool.importlinter])
 
 typecheck: $(STAMP)

@@ -268,7 +268,7 @@ deref_call(PyObject *deref)
         }
         return obj;
 #else
-        PyObject *obj = PyWeakref_GetObject(deref);
+        PyObject *obj = PyWeakref_GET_OBJECT(deref); /* borrowed; Py_None once dead */
         Py_INCREF(obj);
         return obj;
 #endif
@@ -335,7 +335,7 @@ robust_failure(PyObject *signal, PyObject *receiver)
 }
 
 #define SMALL_ARGS 16
-#define SMALL_PAIRS 32
+#define SMALL_PAIRS 128 /* a kilobyte of stack at most */
 
 static PyObject *
 fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)

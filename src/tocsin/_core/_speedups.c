@@ -1,6 +1,6 @@
-/* tocsin._core._speedups: Signal.send() and Signal.send_robust() in C.
+/* tocsin._core._speedups: the hot paths of Signal in C.
  *
- * Only the fast loops of signal.py are here: a send over a published plan
+ * Two parts. First, the fast loops of signal.py: a send over a published plan
  * (a tuple of connection records, see records.py and plans.py). Everything
  * else -- no sender, `signal=` among the named arguments, a plan that is not
  * a plain tuple (stale table, interceptors, pause, local scopes, async
@@ -19,6 +19,16 @@
  * The objects replacing the methods are method descriptors (like functions:
  * `sig.send(...)` binds no method object) that carry the Python function as
  * __wrapped__, with its name and docstring, for introspection.
+ *
+ * Second, the inlined common paths of Signal.connect() and disconnect() (a
+ * plain module-level function, every option at its default, any sender or
+ * one matched by identity): module functions those Python methods call
+ * first, answering NotImplemented for every other case. The methods stay
+ * Python functions: _inline.py reads the reference counts of calls into
+ * Signal.connect, which a C entry point would change.
+ *
+ * The signal's state is read from its __slots__ (see signal.py) at fixed
+ * offsets.
  *
  * Built for CPython 3.10+ with the GIL; the loader (speedups.py) never
  * imports it on free-threaded builds or other interpreters.
@@ -1209,7 +1219,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tocsin._core._speedups",
-    .m_doc = "Signal.send() and Signal.send_robust() in C (see speedups.py).",
+    .m_doc = "The hot paths of Signal in C: send, send_robust, the common connect/disconnect (see speedups.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };

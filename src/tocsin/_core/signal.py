@@ -290,7 +290,9 @@ class Signal(Dispatching):
             ReceiverNotCallableError: *receiver* is not callable.
             ReceiverSignatureError: *receiver* does not accept ``**kwargs``.
         """
-        if _compiled_connect is not None:  # the same common case, in C (see speedups)
+        # The same common case, in C (see speedups). It is handed every option
+        # and handles only the defaults: a new option must be passed to it too.
+        if _compiled_connect is not None:
             done = _compiled_connect(
                 self, receiver, sender, weak, dispatch_uid, _keywords_only, priority, via
             )

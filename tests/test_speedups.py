@@ -177,6 +177,53 @@ class TestArguments:
         assert [kw["sender2"] for kw in seen] == list(range(200))
 
 
+class TestCaches:
+    def test_entry_evicted_while_its_send_runs(self) -> None:
+        """User code run by a send before its receivers (a metaclass here) may evict its cache entry.
+
+        The send must hold the receivers' keyword names it took from the cache:
+        freed and reused, they would name other keywords (or none at all).
+        """
+        armed: list[bool] = []
+        reused: list[tuple[str, ...]] = []
+        # Enough call sites that every entry of the cache (64, by address) goes, whatever the addresses.
+        call_sites = [compile(f"other.send(None, evict{i}=1)", "<evict>", "exec") for i in range(2000)]
+
+        class Meta(type):
+            def __getattribute__(cls, name: str) -> Any:
+                if name == "_routes" and armed:
+                    armed.clear()
+                    other = tocsin.Signal()
+                    other.connect(lambda **kw: None, weak=False)
+                    for code in call_sites:  # each with keyword names of its own, all alive
+                        exec(code, {"other": other})
+                    # Reuse freed 4-tuples, such as an evicted ("signal", "sender", "value", "extra"):
+                    # as many as CPython's free list of 4-tuples may hold.
+                    reused.extend((f"a{i}", f"b{i}", f"c{i}", f"d{i}") for i in range(2000))
+                return super().__getattribute__(name)
+
+        class Checked(tocsin.Signal, metaclass=Meta):
+            pass
+
+        class Other(tocsin.Signal):
+            pass
+
+        sig = Checked()
+        got: list[list[str]] = []
+
+        def receiver(**kwargs: Any) -> None:
+            got.append(sorted(kwargs))
+
+        sig.connect(receiver)
+        sig.send(None, value=1, extra=2)  # the slow path publishes the table
+        Other().send(None)  # the accelerator now remembers Other's slots, not Checked's: it checks again
+        armed.append(True)
+        sig.send(None, value=1, extra=2)
+        if tocsin.__speedups__:  # pure Python reads the slot through the class, not the metaclass
+            assert not armed, "the metaclass did not run during the send"
+        assert got == [["extra", "sender", "signal", "value"]] * 2
+
+
 class TestReceivers:
     def test_every_kind_of_receiver(self) -> None:
         """Weak and strong functions, weak and strong bound methods, callable objects."""

@@ -371,6 +371,10 @@ fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
         out_kwnames = entry->out;
         sender_at = entry->sender_at;
     }
+    /* Held at once: any allocation below may run a garbage collection, and
+     * so a weakref callback sending from another call site that evicts the
+     * cache entry (a receiver's own sends may too). */
+    Py_INCREF(out_kwnames);
     /* args: self, [sender], then the keyword values in kwnames order. */
     PyObject *sender;
     if (nargs == 2 && sender_at < 0) {
@@ -380,27 +384,30 @@ fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
         sender = args[1 + sender_at];
     }
     else {
-        goto fallback; /* no sender, no self, or too many: Python raises */
+        goto release_and_fallback; /* no sender, no self, or too many: Python raises */
     }
     if (sender == MISSING) {
-        goto fallback;
+        goto release_and_fallback;
     }
     PyObject *self = args[0];
     PyObject *routes = routes_of(self);
     if (routes == NULL) {
+        Py_DECREF(out_kwnames);
         return NULL;
     }
     if (routes == EMPTY_ROUTES) { /* no receiver at all */
         Py_DECREF(routes);
+        Py_DECREF(out_kwnames);
         return PyList_New(0);
     }
     if (!PyDict_CheckExact(routes)) {
         Py_DECREF(routes);
-        goto fallback;
+        goto release_and_fallback;
     }
     PyObject *key = id_of(sender);
     if (key == NULL) {
         Py_DECREF(routes);
+        Py_DECREF(out_kwnames);
         return NULL;
     }
     PyObject *plan = PyDict_GetItemWithError(routes, key); /* borrowed */
@@ -408,25 +415,26 @@ fast_send_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObjec
     if (plan == NULL) {
         if (PyErr_Occurred()) {
             Py_DECREF(routes);
+            Py_DECREF(out_kwnames);
             return NULL;
         }
         plan = PyDict_GetItemWithError(routes, DEFAULT_KEY);
         if (plan == NULL) {
             Py_DECREF(routes);
             if (PyErr_Occurred()) {
+                Py_DECREF(out_kwnames);
                 return NULL;
             }
-            goto fallback;
+            goto release_and_fallback;
         }
     }
     if (!PyTuple_CheckExact(plan)) { /* a _SlowPlan */
         Py_DECREF(routes);
-        goto fallback;
+        goto release_and_fallback;
     }
     /* Hold the plan: a receiver may republish the routes (connect, a death). */
     Py_INCREF(plan);
     Py_DECREF(routes);
-    Py_INCREF(out_kwnames); /* a receiver's own sends may evict its cache entry */
 
     Py_ssize_t n_named = PyTuple_GET_SIZE(out_kwnames) - 2;
     PyObject *small[SMALL_ARGS];
@@ -553,6 +561,8 @@ error:
     Py_DECREF(out_kwnames);
     return NULL;
 
+release_and_fallback:
+    Py_DECREF(out_kwnames);
 fallback:
     return PyObject_Vectorcall(fs->fallback, args, nargsf, kwnames);
 }

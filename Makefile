@@ -17,7 +17,7 @@ FIND_PYTHON = for exe in python$$v $$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/
 	$$exe -c "import sys, ensurepip; v = '%d.%d' % sys.version_info[:2]; sys.exit(v != '$$v' or print(sys.executable))" \
 	2>/dev/null && break; done
 
-.PHONY: demo test lint typecheck pytest pytest-all bench bench-sqlalchemy bench-jobs bench-broadcast test-stress docs docs-check clean
+.PHONY: demo test lint typecheck pytest pytest-pure pytest-all dist bench bench-sqlalchemy bench-jobs bench-broadcast test-stress docs docs-check clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c '' || { echo "No $(PYTHON) here: install Python 3.10+ or pass PYTHON=/path/to/python3"; exit 1; }
@@ -35,20 +35,30 @@ demo: | $(VENV)/bin/python
 	@for f in examples/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
-	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext setup.py
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext setup.py
 	PYTHONPATH=src $(VENV)/bin/lint-imports  # the layers of docs/design.md (pyproject [tool.importlinter])
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict src/tocsin
 
-# Tests import the installed package (pytest --import-mode=importlib), not src/.
+# Tests import the installed package (pytest --import-mode=importlib), not src/. The install
+# compiles the optional C accelerator where a C compiler is found (setup.py), so this runs the
+# compiled send(); PYTEST_PYTHON_OPTS (e.g. -X dev) go to the interpreter.
 pytest: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) $(PYTEST_PYTHON_OPTS) -m pytest $(PYTEST_ARGS)
+
+# The suite in pure Python (TOCSIN_NO_EXTENSIONS=1) on the installed package.
+pytest-pure: $(STAMP)
+	$(PIP) install --force-reinstall --no-deps .
+	TOCSIN_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # pytest on the default $(PYTHON) (.venv), then on every other CPython 3.X found (.venvs/3.X);
 # TOCSIN_NOT_DEFAULT_PYTHON=1 on the others skips the slow Celery tests (tests/test_jobs_celery.py).
+# The C accelerator is compiled wherever a compiler is; on the default interpreter the compiled run
+# is made under `python -X dev` with PYTHONMALLOC=debug (C refcount and memory errors abort), and
+# a second run checks pure Python (TOCSIN_NO_EXTENSIONS=1); the others run compiled only.
 # A missing version is reported and skipped (an error under CI=true); a missing default interpreter
 # is an error.
 pytest-all: $(STAMP)
@@ -65,10 +75,20 @@ pytest-all: $(STAMP)
 		v=$${run%%=*}; exe=$${run#*=}; venv=.venvs/$$v; [ "$$v" = "$$default" ] && venv=$(VENV); \
 		echo "== pytest on CPython $$v: $$exe, in $$venv"; start=$$(date +%s); \
 		other=; [ "$$v" = "$$default" ] || other=1; \
-		if TOCSIN_NOT_DEFAULT_PYTHON=$$other $(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=$$venv; \
-		then result=passed; else result=failed; fi; \
+		if [ -z "$$other" ]; then \
+			echo "== (compiled, under -X dev with PYTHONMALLOC=debug)"; \
+			PYTHONMALLOC=debug $(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=$$venv \
+				PYTEST_PYTHON_OPTS="-X dev"; \
+		else TOCSIN_NOT_DEFAULT_PYTHON=1 $(MAKE) --no-print-directory pytest PYTHON="$$exe" VENV=$$venv; fi \
+		&& result=passed || result=failed; \
 		echo "== CPython $$v: $$result in $$(( $$(date +%s) - start )) s"; \
 		if [ $$result = passed ]; then passed="$$passed $$v"; else failed="$$failed $$v"; fi; \
+		if [ -z "$$other" ]; then \
+			echo "== pytest on CPython $$v in pure Python (TOCSIN_NO_EXTENSIONS=1)"; start=$$(date +%s); \
+			$(MAKE) --no-print-directory pytest-pure PYTHON="$$exe" VENV=$$venv && result=passed || result=failed; \
+			echo "== CPython $$v, pure Python: $$result in $$(( $$(date +%s) - start )) s"; \
+			if [ $$result = passed ]; then passed="$$passed $$v-pure"; else failed="$$failed $$v-pure"; fi; \
+		fi; \
 	done; \
 	echo "pytest passed on:$${passed:- none}; failed on:$${failed:- none}; missing:$${missing:- none}"; \
 	if [ -n "$$missing" ] && [ -n "$$CI" ]; then echo "CI must test every claimed version: missing$$missing"; exit 1; fi; \
@@ -92,9 +112,11 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	$(MKDOCS) build --strict --site-dir site
 
+# Both modes: compiled (benchmarks/results.md), then pure Python (benchmarks/results-pure.md).
 bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	TOCSIN_NO_EXTENSIONS=1 $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 bench-sqlalchemy: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
@@ -117,8 +139,16 @@ test-stress: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	TOCSIN_STRESS_JOBS=10000 $(PY) -m pytest tests/test_jobs_workers.py -k four_processes $(PYTEST_ARGS)
 
+# The sdist and the pure-Python py3-none-any wheel (the fallback for platforms without a compiled
+# wheel); the compiled wheels come from cibuildwheel ([tool.cibuildwheel] in pyproject.toml).
+dist: | $(VENV)/bin/python
+	$(PIP) install "build>=1"
+	rm -rf dist
+	TOCSIN_NO_EXTENSIONS=1 $(PY) -m build --outdir dist .
+
 clean:
 	rm -rf $(VENV) .venvs build dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -f src/tocsin/_core/*.so src/tocsin/_core/*.pyd  # built in place by editable installs
 
 # The property-based state machine with many more fresh examples than `make test` runs:
 # TOCSIN_HYPOTHESIS_DEEP=1 (the default here) runs 1,500, TOCSIN_HYPOTHESIS_DEEP=N runs N.

@@ -9,6 +9,8 @@ each library's own and idiomatic:
 * blinker: ``sig.send(sender, value=1)``; receivers get ``receiver(sender, value=1)``.
 * psygnal: ``sig.emit(sender, 1)`` on a ``SignalInstance((object, int))``;
   receivers get ``receiver(sender, 1)``. psygnal has no sender filter.
+  ``psygnal-fast`` (send rows only): ``sig.emit_fast(sender, 1)``, which skips
+  emit()'s argument checks and re-emission handling.
 * PyDispatcher: ``dispatcher.send(signal=sig, sender=sender, value=1)``.
 
 Every receiver in the benchmark is written ``def r(sender, *args, **kwargs)``
@@ -41,6 +43,8 @@ class Lib:
     filters_senders: bool = True
     #: the same for ``rcv`` connected for the sender ``snd`` only (None: no sender filter)
     cycle_sender_stmt: str | None = None
+    #: only in the rows whose name starts with this (None: every row)
+    rows: str | None = None
 
 
 def _tocsin() -> Lib:
@@ -93,7 +97,7 @@ def _blinker() -> Lib:
     )
 
 
-def _psygnal() -> Lib:
+def _psygnal(*, fast: bool = False) -> Lib:
     import psygnal
 
     def connect(sig: Any, r: Receiver, sender: Any) -> None:
@@ -103,13 +107,14 @@ def _psygnal() -> Lib:
         sig.connect(r)
 
     return Lib(
-        name="psygnal",
+        name="psygnal-fast" if fast else "psygnal",
         make=lambda: psygnal.SignalInstance((object, int)),
         connect=connect,
         disconnect=lambda sig, r, sender: sig.disconnect(r),
-        send_stmt="sig.emit(sender, 1)",
+        send_stmt="sig.emit_fast(sender, 1)" if fast else "sig.emit(sender, 1)",
         cycle_stmt="sig.connect(rcv); sig.disconnect(rcv)",
         filters_senders=False,
+        rows="send, " if fast else None,
     )
 
 
@@ -145,6 +150,7 @@ def all_libs() -> list[Lib]:
         _django(caching=True),
         _blinker(),
         _psygnal(),
+        _psygnal(fast=True),
         _pydispatcher(),
     ]
 

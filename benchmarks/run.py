@@ -3,6 +3,10 @@
 Usage: ``python benchmarks/run.py [--quick] [--rounds N] [--sample-ms MS]
 [--only SUBSTRING] [--output PATH] [--chart PATH]``.
 
+tocsin runs in the mode it imports in: with its C accelerator where built, in
+pure Python with ``TOCSIN_NO_EXTENSIONS=1`` (``make bench`` runs both). Each
+mode has its own targets and its own default output file.
+
 Everything runs in one process. For each timed scenario every library's case
 and the baseline are timed in interleaved rounds (shuffled order each round);
 a round's result for a library is its time divided by the baseline's time in
@@ -39,6 +43,25 @@ HERE = Path(__file__).resolve().parent
 CHART = HERE.parent / "docs" / "img" / "bench.png"
 BASELINE = "baseline"
 EMPTY = "empty"
+
+
+def compiled() -> bool:
+    """Whether tocsin's C accelerator is active in this process."""
+    import tocsin
+
+    return bool(tocsin.__speedups__)
+
+
+def target_of(scenario: Scenario) -> float | None:
+    """The row's target in this mode."""
+    if compiled() and scenario.compiled_target is not None:
+        return scenario.compiled_target
+    return scenario.target
+
+
+def must_beat_of(scenario: Scenario) -> tuple[str, ...]:
+    """The libraries tocsin must beat in this row, in this mode."""
+    return scenario.must_beat + (scenario.compiled_must_beat if compiled() else ())
 
 
 class Timed:
@@ -107,7 +130,7 @@ def run_timed(scenario: Scenario, libs: list[Lib], rounds: int, sample: float) -
         else:  # "us"
             result["value"][name] = statistics.median(values) * 1e6
     tocsin = net.get("tocsin")
-    for name in (*scenario.must_beat, *([scenario.target_vs] if scenario.target_vs else [])):
+    for name in (*must_beat_of(scenario), *([scenario.target_vs] if scenario.target_vs else [])):
         if tocsin is not None and name in net:
             result["vs"][name] = statistics.median(t / o for t, o in zip(tocsin, net[name], strict=True))
     return result
@@ -153,9 +176,11 @@ def verdict(scenario: Scenario, result: dict[str, Any]) -> str:
         if value is None:
             problems.append(f"{scenario.target_vs} not measured")
     slack = 0.5 if scenario.unit == "B" else 0  # bytes are printed rounded
-    if value is not None and scenario.target is not None and value > scenario.target + slack:
+    target = target_of(scenario)
+    if value is not None and target is not None and value > target + slack:
         problems.append("over target")
-    slower = [name for name, ratio in result["vs"].items() if ratio >= 1 and name in scenario.must_beat]
+    must_beat = must_beat_of(scenario)
+    slower = [name for name, ratio in result["vs"].items() if ratio >= 1 and name in must_beat]
     if slower and scenario.unit != "B":
         problems.append("not faster than " + ", ".join(slower))
     if slower and scenario.unit == "B":
@@ -185,6 +210,12 @@ def machine_info() -> list[str]:
         f"- CPU: {cpu}, {os.cpu_count()} logical cores; load average before the run: {load}",
         f"- Libraries: {'; '.join(versions)}",
         f"- tocsin imported from: {Path(sys.modules['tocsin'].__file__ or '?').parent}",
+        "- tocsin mode: "
+        + (
+            "compiled (the C accelerator, `tocsin.__speedups__` True)"
+            if compiled()
+            else "pure Python (`tocsin.__speedups__` False)"
+        ),
     ]
 
 
@@ -209,7 +240,8 @@ def render(
         "|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for scenario, result in rows:
-        target = "-" if scenario.target is None else ("≤ " + fmt(scenario.target, scenario.unit))
+        target_value = target_of(scenario)
+        target = "-" if target_value is None else ("≤ " + fmt(target_value, scenario.unit))
         if scenario.target_vs is not None:
             target += " " + scenario.target_vs
         cells = [fmt(result["value"].get(name), scenario.unit) for name in names]
@@ -249,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-ms", type=float, help="target duration of one timing sample")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
     parser.add_argument(
-        "--output", default=str(HERE / "results.md"), help="markdown file to write ('-': none)"
+        "--output",
+        help="markdown file to write ('-': none); default benchmarks/results.md, or results-pure.md "
+        "in pure Python",
     )
     parser.add_argument(
         "--chart",
@@ -261,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds = 9 if args.quick else 101
     if args.sample_ms is None:
         args.sample_ms = 1.0 if args.quick else 3.0
+    if args.output is None:
+        args.output = str(HERE / ("results.md" if compiled() else "results-pure.md"))
     random.seed(0)
     libs = all_libs()
     info = machine_info()
@@ -268,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in SCENARIOS:
         if args.only and args.only not in scenario.name:
             continue
-        selected = [lib for lib in libs if scenario.libs is None or lib.name in scenario.libs]
+        selected = [
+            lib
+            for lib in libs
+            if (scenario.libs is None or lib.name in scenario.libs)
+            and (lib.rows is None or scenario.name.startswith(lib.rows))
+        ]
         if scenario.measure is not None:
             result = run_measured(scenario, selected)
         else:

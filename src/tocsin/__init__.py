@@ -8,6 +8,7 @@ integration, each behind an extra: ``tocsin.sqlalchemy``, ``tocsin.asgi``,
 
 from __future__ import annotations
 
+from ._core import speedups as _speedups
 from ._core.decorators import receiver as receiver
 from ._core.delivery import Deferred as Deferred
 from ._core.delivery import DeferredCall as DeferredCall
@@ -33,6 +34,12 @@ from ._tools.namespace import receiver_disconnected as receiver_disconnected
 from ._tools.namespace import signal as signal
 from ._tools.typed import TypedSignal as TypedSignal
 from ._tools.typed import typed_signal as typed_signal
+
+#: Whether ``Signal.send``/``send_robust`` run compiled (the optional C
+#: accelerator, see docs/benchmarks.md); False in pure Python, for example
+#: with ``TOCSIN_NO_EXTENSIONS=1``. Behaviour is the same either way.
+__speedups__: bool = _speedups.ACTIVE
+del _speedups
 
 __all__ = [
     "Connection",

@@ -43,6 +43,7 @@ from . import inline as _inline
 from . import pause as _pause
 from . import receivers as _receivers
 from . import senders as _senders
+from . import speedups as _speedups
 from .dispatch import Dispatching
 from .plans import (
     _CO_VARKEYWORDS,
@@ -80,6 +81,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # connect()'s fast path takes functions with **kwargs, neither async nor nested.
 _KWARGS_NESTED_OR_ASYNC = _KWARGS_OR_ASYNC | _inline.CO_NESTED
 _NO_PRIORITY = 0  # connect()'s default, compared by identity on its inlined path
+# The common paths of connect() and disconnect() in C, set below if the
+# accelerator is active (see speedups); None in pure Python.
+_compiled_connect: Callable[..., Any] | None = None
+_compiled_disconnect: Callable[..., Any] | None = None
 _getweakrefcount = weakref.getweakrefcount
 
 
@@ -151,6 +156,19 @@ class Signal(Dispatching):
             one receiver at a time in priority/connection order, for receivers
             that depend on each other.
     """
+
+    # The state the hot paths use, in slots: the compiled methods (see speedups)
+    # read them at fixed offsets instead of looking them up in the instance dict.
+    __slots__ = (
+        "_changes",
+        "_dead",
+        "_death_callback",
+        "_lock",
+        "_publication_watcher",
+        "_records",
+        "_routes",
+        "_unscanned",
+    )
 
     def __init__(
         self,
@@ -286,6 +304,15 @@ class Signal(Dispatching):
             InvalidArgumentError: *priority*, *via* or *on_error* of the
                 wrong kind; nothing is connected.
         """
+        # The same common case, in C (see speedups). It is handed every option
+        # and handles only the defaults: a new option must be passed to it, or
+        # exclude it here (as on_error=, which only the general path stores).
+        if _compiled_connect is not None and on_error is None:
+            done = _compiled_connect(
+                self, receiver, sender, weak, dispatch_uid, _keywords_only, priority, via
+            )
+            if done is not NotImplemented:
+                return done
         if (
             type(receiver) is _FunctionType
             and weak
@@ -381,6 +408,10 @@ class Signal(Dispatching):
         Returns:
             True if a connection was removed, False if there was none.
         """
+        if _compiled_disconnect is not None:  # the same common case, in C (see speedups)
+            done = _compiled_disconnect(self, receiver, sender, dispatch_uid)
+            if done is not NotImplemented:
+                return bool(done)
         if type(receiver) is _FunctionType and dispatch_uid is None:
             # Inline connection_key(receiver_key(receiver), send_key(sender)).
             if sender is None:
@@ -601,4 +632,8 @@ def _connect_temporary_through_subclass() -> None:
     Forwarding().connect(_make_temporary())
 
 
+# The compiled hot paths, where available (see speedups).
+_compiled = _speedups.install(Signal, _KEYWORDS_ONLY, _NO_PRIORITY)
+if _compiled is not None:
+    _compiled_connect, _compiled_disconnect = _compiled
 _inline.calibrate(_connect_temporary, _connect_temporary_through_subclass)

@@ -117,6 +117,7 @@ bench: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 	TOCSIN_NO_EXTENSIONS=1 $(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) benchmarks/readme_table.py  # README's speed tables from both runs' results
 
 bench-sqlalchemy: $(STAMP)
 	$(PIP) install --force-reinstall --no-deps .

@@ -78,13 +78,25 @@ class Timed:
         return self.timer.timeit(number) / number
 
     def calibrate(self, sample: float) -> None:
+        """Choose how many runs make one sample of about *sample* seconds.
+
+        The count is fixed for every round of the row, so it must not come
+        from a single timing: a first run that builds caches (tocsin's first
+        send builds its routing table) or one preemption of this process made
+        one slow timing set a count of a few runs for the whole row, and a
+        sample of a few runs is dominated by its fixed costs (caches cold
+        after the other cases), which measured such a row 2-10x slower in
+        every round. So: one untimed warm-up run, the count grown tenfold
+        until a timing lasts a tenth of *sample*, then the time per run taken
+        as the fastest of three timings at that count (a preemption or a page
+        fault only ever adds time).
+        """
+        self.time(1)  # warm-up: first-run costs are not a run's cost
         number = 1
-        while True:
-            elapsed = self.time(number) * number
-            if elapsed >= sample / 10:
-                break
+        while self.time(number) * number < sample / 10:
             number *= 10
-        self.number = max(1, int(number * sample / max(elapsed, 1e-9)))
+        per_run = min(self.time(number) for _ in range(3))
+        self.number = max(1, int(sample / max(per_run, 1e-9)))
 
 
 def build_cases(scenario: Scenario, libs: list[Lib]) -> dict[str, Timed]:

@@ -18,4 +18,3 @@ def test_readme_speed_tables_match_the_results_files() -> None:
         check=False,
     )
     assert process.returncode == 0, process.stderr
-

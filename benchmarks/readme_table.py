@@ -1,8 +1,9 @@
-"""Write the README's speed tables from the last ``make bench`` (benchmarks/results.md, results-pure.md).
+"""Write the speed tables of README.md and docs/benchmarks.md from the last ``make bench``.
 
-``make bench`` runs it after both runs; ``--check`` exits 1 when the README's
-tables differ from the results files (tests/test_benchmark_tables.py), so the
-README never shows numbers no run produced.
+The results files are benchmarks/results.md (compiled) and results-pure.md
+(pure Python). ``make bench`` runs this after both runs; ``--check`` exits 1
+when a page's tables differ from the results files
+(tests/test_benchmark_tables.py), so no page shows numbers no run produced.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 BEGIN = "<!-- speed tables: written by benchmarks/readme_table.py from benchmarks/results*.md -->"
 END = "<!-- end of speed tables -->"
+DOCS = HERE.parent / "docs" / "benchmarks.md"
+DOCS_BEGIN = "<!-- results: written by benchmarks/readme_table.py from benchmarks/results*.md -->"
+DOCS_END = "<!-- end of results -->"
 PEERS = ("django", "django-cached", "blinker", "psygnal", "psygnal-fast", "pydispatcher")
 
 
@@ -63,18 +67,37 @@ def tables() -> str:
     return "\n".join(out)
 
 
+def full_results() -> str:
+    """The docs' block: each results file's header, table and per-peer lines, as written by the run."""
+    out = [DOCS_BEGIN, ""]
+    for title, name in (
+        ("With the C accelerator (`tocsin.__speedups__` True)", "results.md"),
+        ("Pure Python (`TOCSIN_NO_EXTENSIONS=1`)", "results-pure.md"),
+    ):
+        text = (HERE / name).read_text(encoding="utf-8")
+        body = text[text.index("\n- Date:") :].strip()  # without the file's own title
+        out += [f"### {title}", "", f"From `benchmarks/{name}`:", "", body, ""]
+    out.append(DOCS_END)
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
-    text = README.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    updated = text[:start] + tables() + text[end:]
-    if "--check" in argv:
+    stale = []
+    pages = ((README, BEGIN, END, tables()), (DOCS, DOCS_BEGIN, DOCS_END, full_results()))
+    for path, begin, end_marker, block in pages:
+        text = path.read_text(encoding="utf-8")
+        start, end = text.index(begin), text.index(end_marker) + len(end_marker)
+        updated = text[:start] + block + text[end:]
         if updated != text:
-            print(
-                "README.md's speed tables differ from benchmarks/results*.md: run make bench", file=sys.stderr
-            )
-            return 1
-        return 0
-    README.write_text(updated, encoding="utf-8")
+            stale.append(path.name)
+            if "--check" not in argv:
+                path.write_text(updated, encoding="utf-8")
+    if "--check" in argv and stale:
+        print(
+            f"{', '.join(stale)}: speed tables differ from benchmarks/results*.md: run make bench",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

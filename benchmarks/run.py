@@ -221,7 +221,7 @@ def machine_info() -> list[str]:
         f"- Python: {sys.version.split()[0]} ({platform.python_implementation()}) on {platform.platform()}",
         f"- CPU: {cpu}, {os.cpu_count()} logical cores; load average before the run: {load}",
         f"- Libraries: {'; '.join(versions)}",
-        f"- tocsin imported from: {Path(sys.modules['tocsin'].__file__ or '?').parent}",
+        f"- tocsin imported from: {_where(Path(sys.modules['tocsin'].__file__ or '?').parent)}",
         "- tocsin mode: "
         + (
             "compiled (the C accelerator, `tocsin.__speedups__` True)"
@@ -282,6 +282,15 @@ def render(
     lines.append("Verification: " + ("all receivers fired as expected." if not errors else "FAILED"))
     lines.extend(f"- {error}" for error in errors)
     return "\n".join(lines) + "\n"
+
+
+def _where(path: Path) -> str:
+    """*path* without this machine's part: relative to the checkout (or the venv), else absolute."""
+    for base in (HERE.parent, Path(sys.prefix)):
+        if path.is_relative_to(base):
+            prefix = "" if base == HERE.parent else "$VIRTUAL_ENV/"
+            return prefix + path.relative_to(base).as_posix()
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

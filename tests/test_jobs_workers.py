@@ -93,7 +93,7 @@ def _reports(tmp_path: Path) -> Iterator[Reports]:
 def _start_worker(reports: Reports) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(url: str, *options: str) -> subprocess.Popen[bytes]:
+    def start(url: str, *options: str, stdout: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["PYTHONPATH"] = _pythonpath(env)
         env["TOCSIN_TEST_JOBS"] = url
@@ -102,7 +102,7 @@ def _start_worker(reports: Reports) -> Iterator[Callable[..., subprocess.Popen[b
             [sys.executable, "-m", "tocsin", "worker", "--jobs", url, "--import", "_jobs_app", *options],
             env=env,
             cwd=TESTS,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
         )
         started.append(process)
         return process
@@ -173,6 +173,31 @@ def test_sigkill_mid_job_runs_it_again(store, reports, start_worker):
     assert _jobs.list() == []
 
 
+def _wait_until_ready(
+    supervisor: subprocess.Popen[bytes], count: int, timeout: float = 60.0
+) -> threading.Thread:
+    """Wait for *count* worker processes of *supervisor* to print their start line (they claim after it).
+
+    Returns the thread draining the supervisor's stdout: join it once the supervisor has exited.
+    """
+    assert supervisor.stdout is not None
+    stdout, ready, all_ready = supervisor.stdout, [], threading.Event()
+
+    def read() -> None:  # drains the pipe until the supervisor exits
+        for line in stdout:
+            if b" running " in line:
+                ready.append(line)
+                if len(ready) == count:
+                    all_ready.set()
+        all_ready.set()
+
+    reader = threading.Thread(target=read, name="worker stdout", daemon=True)
+    reader.start()
+    assert all_ready.wait(timeout), f"{len(ready)} of {count} worker processes started within {timeout} s"
+    assert len(ready) == count, f"the supervisor exited after {len(ready)} of {count} workers started"
+    return reader
+
+
 def test_commit_runs_rollback_never_across_four_processes(store, reports, start_worker):
     """STRESS_JOBS jobs sent in transactions, 1 in 5 rolled back, run by 4 worker processes.
 
@@ -180,7 +205,8 @@ def test_commit_runs_rollback_never_across_four_processes(store, reports, start_
     rolled-back transaction (or savepoint) ever runs.
     """
     url, jobs, app = store
-    supervisor = start_worker(url, "--processes", "4", "--threads", "2")
+    supervisor = start_worker(url, "--processes", "4", "--threads", "2", stdout=subprocess.PIPE)
+    reader = _wait_until_ready(supervisor, 4)  # else on a busy machine one process may run everything alone
     committed: set[int] = set()
     rolled_back: set[int] = set()
     per_transaction = 50
@@ -207,13 +233,15 @@ def test_commit_runs_rollback_never_across_four_processes(store, reports, start_
     lines = reports.wait_for(lambda lines: committed <= set(ran(lines)), timeout=120)
     supervisor.send_signal(signal.SIGTERM)  # a graceful stop records the last outcomes
     assert supervisor.wait(30) == 0
+    reader.join(10)
+    supervisor.stdout.close()  # type: ignore[union-attr] - a pipe, see start_worker(stdout=)
     assert jobs.list() == []  # nothing left that could still run
     counts = ran(lines)
     assert set(counts) == committed
     assert not set(counts) & rolled_back
     duplicates = sum(count - 1 for count in counts.values())
     assert duplicates == 0
-    pids = {line.split()[3] for line in lines}
+    pids = {line.split()[3] for line in lines if line.startswith("ran ")}
     assert len(pids) >= 2  # the work was shared
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 workdir = Path(tempfile.mkdtemp(prefix="tocsin-blog-"))
+own_database = "BLOG_DATABASE" not in os.environ  # a database of this run only: removed at the end
 os.environ.setdefault("BLOG_DATABASE", str(workdir / "blog.db"))
 if os.environ.get("REDIS_URL"):
     os.environ.setdefault("BLOG_BUS", os.environ["REDIS_URL"])
@@ -114,6 +116,9 @@ def main():
         for process in others:
             process.terminate()
             process.wait(10)
+        jobs.store.close()
+        if own_database:
+            shutil.rmtree(workdir, ignore_errors=True)
     if quiet:
         print(json.dumps(stats))
     else:

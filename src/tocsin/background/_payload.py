@@ -239,6 +239,28 @@ def _decode(value: Any, resolver: Resolver) -> Any:
     return {k: _decode(v, resolver) for k, v in value.items()}
 
 
+def detached_instance(cls: type, pk: tuple[Any, ...], row: dict[str, Any]) -> Any:
+    """A detached instance of the mapped class *cls* holding *row*'s loaded values and primary key *pk*.
+
+    What a resolver's ``rebuild_model`` returns for a row that is not (or
+    need not be) loaded from the database: nothing is queried.
+    """
+    from sqlalchemy import inspect  # noqa: PLC0415 - a model reference implies SQLAlchemy
+    from sqlalchemy.orm import make_transient_to_detached  # noqa: PLC0415
+    from sqlalchemy.orm.attributes import set_committed_value  # noqa: PLC0415
+
+    mapper: Any = inspect(cls)
+    instance = mapper.class_manager.new_instance()
+    for key, value in row.items():
+        set_committed_value(instance, key, value)
+    for column, value in zip(mapper.primary_key, pk, strict=False):
+        prop = mapper.get_property_by_column(column)
+        if prop.key not in row:
+            set_committed_value(instance, prop.key, value)
+    make_transient_to_detached(instance)
+    return instance
+
+
 def decode(payload: str, resolver: Resolver) -> tuple[Any, dict[str, Any]]:
     """Rebuild ``(sender, kwargs)`` from a payload written by :func:`encode`.
 

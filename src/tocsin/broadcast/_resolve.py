@@ -52,18 +52,7 @@ class Resolver:
         return instance
 
     def rebuild_model(self, cls: type, pk: tuple[Any, ...], row: dict[str, Any]) -> Any:
-        from sqlalchemy import inspect  # noqa: PLC0415 - a model reference implies SQLAlchemy
-        from sqlalchemy.orm import make_transient_to_detached  # noqa: PLC0415
-        from sqlalchemy.orm.attributes import set_committed_value  # noqa: PLC0415
-
-        mapper: Any = inspect(cls)
-        instance = mapper.class_manager.new_instance()
-        for key, value in row.items():
-            set_committed_value(instance, key, value)
-        for column, value in zip(mapper.primary_key, pk, strict=False):
-            set_committed_value(instance, mapper.get_property_by_column(column).key, value)
-        make_transient_to_detached(instance)
-        return instance
+        return _payload.detached_instance(cls, pk, row)
 
     def close(self) -> None:
         session, self.session = self.session, None

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import threading
 import tracemalloc
 import weakref
 from typing import Any
@@ -65,9 +66,9 @@ class TestMode:
         """``tocsin.__speedups__`` says whether the compiled methods run, and they are installed then."""
         assert tocsin.__speedups__ is (not PURE and BUILT and SUPPORTED)
         assert tocsin.__speedups__ is _speedups.ACTIVE
-        compiled = type(tocsin.Signal.__dict__["send"]).__name__ == "FastSend"
-        assert compiled is tocsin.__speedups__
-        assert (type(tocsin.Signal.__dict__["send_robust"]).__name__ == "FastSend") is tocsin.__speedups__
+        for name in ("send", "send_robust", "connect", "disconnect"):
+            compiled = type(tocsin.Signal.__dict__[name]).__name__ == "FastSend"
+            assert compiled is tocsin.__speedups__, name
 
     @pytest.mark.skipif(not SUPPORTED, reason="the extension is built for CPython with the GIL only")
     def test_built_where_a_compiler_is(self) -> None:
@@ -102,6 +103,19 @@ class TestMode:
                 "(self, sender: 'Any' = <missing>, **named: 'Any') -> 'list[tuple[Any, Any]]'"
             )
             assert inspect.signature(getattr(tocsin.Signal(), name)).parameters.keys() == {"sender", "named"}
+        assert str(inspect.signature(tocsin.Signal.connect)) == (
+            "(self: 'Signal', receiver: 'Callable[..., Any] | None' = None, sender: 'object' = None, "
+            "weak: 'bool' = True, dispatch_uid: 'Hashable | None' = None, *, priority: 'int' = 0, "
+            "via: 'DeliveryPolicy | None' = None, on_error: 'ErrorHandler | None' = None) -> 'Any'"
+        )
+        assert str(inspect.signature(tocsin.Signal().disconnect)) == (
+            "(receiver: 'Callable[..., Any] | None' = None, sender: 'object' = None, "
+            "dispatch_uid: 'Hashable | None' = None) -> 'bool'"
+        )
+        for name in ("connect", "disconnect"):
+            method = getattr(tocsin.Signal, name)
+            assert (method.__name__, method.__qualname__) == (name, f"Signal.{name}")
+            assert "Thread-safe" in method.__doc__
 
 
 class TestArguments:
@@ -513,6 +527,219 @@ class TestLeaks:
 
 class TestCommonConnect:
     """connect()/disconnect() of a module-level function: compiled when active, the same either way."""
+
+    def test_call_shapes(self) -> None:
+        """Every way of passing the arguments reaches the same connection."""
+        sig = tocsin.Signal()
+        instance = Sender()
+        bound_connect, bound_disconnect = sig.connect, sig.disconnect
+        options: dict[str, Any] = {"sender": None}  # a call with **: CALL_FUNCTION_EX
+        shapes = [
+            (lambda: sig.connect(module_level), lambda: sig.disconnect(module_level)),
+            (lambda: sig.connect(receiver=module_level), lambda: sig.disconnect(receiver=module_level)),
+            (
+                lambda: tocsin.Signal.connect(sig, module_level),
+                lambda: tocsin.Signal.disconnect(sig, module_level),
+            ),
+            (lambda: bound_connect(module_level), lambda: bound_disconnect(module_level)),
+            (
+                lambda: sig.connect(module_level, None, True, None),
+                lambda: sig.disconnect(module_level, None, None),
+            ),
+            (lambda: sig.connect(module_level, weak=True, priority=0), lambda: sig.disconnect(module_level)),
+            (
+                lambda: sig.connect(*(module_level,), **options),
+                lambda: sig.disconnect(*(module_level,)),
+            ),
+        ]
+        for connect, disconnect in shapes:
+            assert connect() is module_level
+            assert [r for r, _ in sig.send(instance)] == [module_level]
+            assert disconnect() is True
+            assert sig.send(instance) == []
+        for connect, disconnect in [
+            (lambda: sig.connect(module_level, instance), lambda: sig.disconnect(module_level, instance)),
+            (
+                lambda: sig.connect(sender=instance, receiver=module_level),
+                lambda: sig.disconnect(sender=instance, receiver=module_level),
+            ),
+        ]:
+            assert connect() is module_level
+            assert [r for r, _ in sig.send(instance)] == [module_level]
+            assert sig.send(Sender()) == []
+            assert disconnect() is True
+        assert sig._records == {}
+
+    def test_bad_shapes_raise_as_python_does(self) -> None:
+        """Argument errors are Python's own, and nothing is connected or disconnected."""
+        sig = tocsin.Signal()
+        with pytest.raises(TypeError, match=r"got an unexpected keyword argument 'sendr'"):
+            sig.connect(module_level, sendr=None)
+        with pytest.raises(TypeError, match=r"got multiple values for argument 'receiver'"):
+            sig.connect(module_level, receiver=module_level)
+        with pytest.raises(TypeError, match="at most 4 positional arguments"):
+            sig.connect(module_level, None, True, None, 0)
+        with pytest.raises(TypeError):
+            tocsin.Signal.connect()
+        assert sig._records == {}
+        sig.connect(module_level)
+        with pytest.raises(TypeError, match=r"got an unexpected keyword argument 'weak'"):
+            sig.disconnect(module_level, weak=True)
+        with pytest.raises(TypeError, match=r"got multiple values for argument 'sender'"):
+            sig.disconnect(module_level, None, sender=None)
+        with pytest.raises(TypeError, match="takes from 1 to 4 positional arguments"):
+            sig.disconnect(module_level, None, None, None)
+        assert len(sig._records) == 1
+
+    def test_decorators_and_options(self) -> None:
+        """The decorator forms and every option reach the Python path and work."""
+        sig = tocsin.Signal()
+        errors: list[BaseException] = []
+
+        @sig.connect
+        def bare(**kwargs: Any) -> str:
+            return "bare"
+
+        @sig.connect(sender=Sender, priority=5, on_error=lambda exc, context: errors.append(exc))
+        def ranked(**kwargs: Any) -> str:
+            raise Boom
+
+        assert [r for r, _ in sig.send(None)] == [bare]
+        with pytest.raises(Boom):
+            sig.send(Sender)
+        assert len(errors) == 1
+        sig.connect(module_level, on_error=lambda exc, context: None)  # stored by the Python path
+        assert sig._records[id(module_level)][0]() is module_level
+        assert sig.disconnect(module_level)
+        assert sig.disconnect(ranked, Sender)
+        assert sig.disconnect(bare)
+        assert sig._records == {}
+
+    def test_waits_for_a_held_lock(self) -> None:
+        """A connect or disconnect never runs its section while another thread holds the lock."""
+        sig = tocsin.Signal()
+        done: list[object] = []
+        for call in (lambda: sig.connect(module_level), lambda: sig.disconnect(module_level)):
+            sig._lock.acquire()
+            try:
+                worker = threading.Thread(target=lambda call=call: done.append(call()))
+                worker.start()
+                worker.join(0.3)
+                assert worker.is_alive(), "ran while the lock was held"
+                assert done == []
+            finally:
+                sig._lock.release()
+            worker.join(10)
+            assert not worker.is_alive()
+            assert len(done) == 1
+            done.clear()
+        assert sig._records == {}
+
+    def test_threads_mixing_paths(self) -> None:
+        """Compiled and Python-path changes and sends from many threads, switching often, agree at the end.
+
+        Module-level functions (made by exec: not nested) take the common
+        path, run without the lock when it is free; the others take the lock
+        in Python (priority=, bound methods, dispatch_uid=); sends rebuild the
+        routes under the lock meanwhile.
+        """
+        sig = tocsin.Signal()
+        n = 40
+        namespace: dict[str, Any] = {}
+        exec("\n".join(f"def f{i}(**kwargs): return {i}" for i in range(4 * n)), namespace)
+        plain = [namespace[f"f{i}"] for i in range(4 * n)]
+        handlers = [Handler() for _ in range(n)]
+        senders = [Sender() for _ in range(4)]
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def guarded(work: Any) -> Any:
+            def run() -> None:
+                try:
+                    start.wait()
+                    work()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            return run
+
+        def plain_any(part: list[Any]) -> Any:
+            def work() -> None:
+                for _ in range(30):
+                    for f in part:
+                        sig.connect(f)
+                    for f in part[1::2]:
+                        assert sig.disconnect(f)
+                    for f in part[1::2]:
+                        sig.connect(f)
+                    for f in part:
+                        assert sig.disconnect(f)
+                for f in part[::2]:
+                    sig.connect(f)  # left connected
+
+            return work
+
+        def plain_senders(part: list[Any]) -> Any:
+            def work() -> None:
+                for _ in range(30):
+                    for i, f in enumerate(part):
+                        sig.connect(f, sender=senders[i % 4])
+                    for i, f in enumerate(part):
+                        assert sig.disconnect(f, sender=senders[i % 4])
+                for f in part[::2]:
+                    sig.connect(f, sender=senders[0])
+
+            return work
+
+        def general() -> None:
+            for _ in range(30):
+                for h in handlers:
+                    sig.connect(h.on, priority=1)
+                for h in handlers:
+                    assert sig.disconnect(h.on)
+                sig.connect(plain[0], dispatch_uid="uid")
+                assert sig.disconnect(dispatch_uid="uid")
+            sig.connect(handlers[0].on)
+
+        def sends() -> None:
+            for _ in range(300):
+                for receiver, _ in sig.send(senders[0]):
+                    assert receiver is not None
+
+        threads = [
+            threading.Thread(target=guarded(work))
+            for work in (
+                plain_any(plain[:n]),
+                plain_any(plain[n : 2 * n]),
+                plain_senders(plain[2 * n : 3 * n]),
+                plain_senders(plain[3 * n :]),
+                general,
+                sends,
+            )
+        ]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+        finally:
+            sys.setswitchinterval(interval)
+        assert errors == []
+        expected_any = plain[: 2 * n : 2]
+        expected_first_sender = plain[2 * n :: 2]
+
+        # Each thread's last connections, in whatever order the threads made them.
+        def names(receivers: list[Any]) -> list[str]:
+            return sorted(r.__name__ for r in receivers)  # f0, f1, ... and "on" (handlers[0].on)
+
+        assert names([r for r, _ in sig.send(senders[0])]) == names(
+            [*expected_any, *expected_first_sender, handlers[0].on]
+        )
+        assert names([r for r, _ in sig.send(senders[1])]) == names([*expected_any, handlers[0].on])
+        assert [r for r, _ in sig.send(senders[1]) if r.__name__ == "on"] == [handlers[0].on]
+        assert len(sig._records) == len(expected_any) + len(expected_first_sender) + 1
 
     def test_watchers_duplicates_and_senders(self) -> None:
         events: list[tuple[str, Any, Any]] = []

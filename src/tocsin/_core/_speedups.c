@@ -22,10 +22,11 @@
  *
  * Second, the inlined common paths of Signal.connect() and disconnect() (a
  * plain module-level function, every option at its default, any sender or
- * one matched by identity): module functions those Python methods call
- * first, answering NotImplemented for every other case. The methods stay
- * Python functions: _inline.py reads the reference counts of calls into
- * Signal.connect, which a C entry point would change.
+ * one matched by identity), as the same kind of descriptors: every other
+ * call goes to the Python method with its arguments as given (see
+ * fast_connect_call for the reference counts _inline.py reads there). A
+ * change that runs no Python code is made without the signal's lock when
+ * nobody holds it (see lock_free_section).
  *
  * The signal's state is read from its __slots__ (see signal.py) at fixed
  * offsets.
@@ -60,11 +61,14 @@ static PyObject *str_log_failure = NULL; /* "_log_failure" */
 static PyObject *str_signal = NULL;      /* "signal" */
 static PyObject *str_sender = NULL;      /* "sender" */
 static PyObject *BASE_KWNAMES = NULL;    /* ("signal", "sender") */
-static PyObject *SIXTY_FOUR = NULL;      /* 64 */
 static PyObject *KEYWORDS_ONLY = NULL;   /* signal._KEYWORDS_ONLY, connect()'s placeholder */
 static PyObject *NO_PRIORITY = NULL;     /* the int 0, compared by identity as connect() does */
 static PyObject *str_acquire, *str_release, *str_sweep, *str_sweep_released, *str_report_changes,
-    *str_connection_watcher, *str_watches, *str_conns, *str_key, *str_lambda;
+    *str_connection_watcher, *str_watches, *str_conns, *str_key, *str_lambda, *str_locked;
+/* connect()'s and disconnect()'s parameter names, interned */
+static PyObject *str_receiver, *str_weak, *str_dispatch_uid, *str_priority, *str_via, *str_on_error;
+static PyTypeObject *LOCK_TYPE = NULL; /* type(threading.Lock()) */
+static PyCFunction lock_locked = NULL; /* its locked() method (METH_NOARGS), or NULL */
 
 /* ---- keyword names of the receiver calls, cached per call site ---------
  *
@@ -257,10 +261,10 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *fallback; /* the pure-Python method: every case the C loop does not handle */
     PyObject *dict;     /* __wrapped__, __doc__, __name__, ... (functools.update_wrapper) */
-    int kind; /* K_SEND or K_SEND_ROBUST */
+    int kind; /* K_SEND, K_SEND_ROBUST, K_CONNECT or K_DISCONNECT */
 } FastSend;
 
-enum { K_SEND, K_SEND_ROBUST };
+enum { K_SEND, K_SEND_ROBUST, K_CONNECT, K_DISCONNECT };
 
 /* Dereference a record's `deref`: a new reference to the receiver (or the
  * instance of a weakly held bound method), Py_None if it died, NULL on error. */
@@ -572,9 +576,9 @@ fallback:
  * What the inlined paths of Signal.connect() and Signal.disconnect() do, step
  * for step, for a plain module-level function (see signal.py) with every
  * option at its default, for any sender or a sender matched by identity.
- * The Python methods call these first and go on themselves on
- * NotImplemented (other receivers, weak=False, dispatch_uid=, priority=,
- * via=, other senders).
+ * The compiled methods call these first and hand the call to the Python
+ * methods on NotImplemented (other receivers, weak=False, dispatch_uid=,
+ * priority=, via=, on_error=, other senders).
  * The lock is the signal's own threading.Lock, taken and released through
  * its methods, and everything the Python code does under it is done here
  * in the same order: the same tools see the same events. */
@@ -714,11 +718,17 @@ note_change(PyObject *self, PyObject *change_connected, PyObject *record, PyObje
     return appended;
 }
 
-/* Under the lock: invalidate the routes and tell the publication watcher. */
+/* Under the lock: invalidate the routes and tell the publication watcher.
+ * The old routes are handed to *old* (a new reference) for the caller to
+ * drop once the section is over: dropping them runs no code of ours, but it
+ * is kept out of the section all the same (see lock_free_section). */
 static int
-invalidate(PyObject *self)
+invalidate(PyObject *self, PyObject **old)
 {
-    set_slot(self, S_ROUTES, STALE_TABLE);
+    PyObject **where = (PyObject **)((char *)self + slot_offsets[S_ROUTES]);
+    Py_INCREF(STALE_TABLE);
+    Py_XSETREF(*old, *where);
+    *where = STALE_TABLE;
     PyObject *watcher = SLOT(self, S_PUBLICATION_WATCHER);
     if (watcher == NULL || watcher == Py_None) {
         return 0;
@@ -731,6 +741,45 @@ invalidate(PyObject *self)
     }
     Py_DECREF(result);
     return 0;
+}
+
+/* Whether the section connect() and disconnect() run under the signal's
+ * lock may run without taking it: 1 if so, 0 if the lock must be taken, -1
+ * on error.
+ *
+ * The lock orders whole sections of Python code, which the GIL alone cannot
+ * (a thread switch may fall between any two bytecodes). A section in C that
+ * runs no Python code and releases no GIL from start to end cannot be
+ * interleaved with any other thread's: it is atomic under the GIL. So when
+ * nobody holds the lock (no Python section in progress; a thread waiting for
+ * it sees the changes once it has it, as if this had taken and released it
+ * first) and nothing in the section would call Python code -- no sweep due
+ * (`_dead`), no publication or connection watcher, a plain threading.Lock --
+ * the section runs as is. Nothing in it allocates a tracked object (which
+ * could start a garbage collection, and so weakref callbacks and __del__
+ * methods) nor frees anything but ints and bools: the records and the old
+ * routes are released after it. This saves the acquire() and release()
+ * calls, which cost about as much as the rest of the section.
+ *
+ * Only with the GIL (speedups.py never loads this module on free-threaded
+ * builds). */
+static int
+lock_free_section(PyObject *self, PyObject *lock)
+{
+    if (lock_locked == NULL || Py_TYPE(lock) != LOCK_TYPE || SLOT(self, S_DEAD) != Py_False
+        || SLOT(self, S_PUBLICATION_WATCHER) != Py_None) {
+        return 0;
+    }
+    PyObject *watcher = PyDict_GetItemWithError(PyModule_GetDict(HOOKS), str_connection_watcher);
+    if (watcher != Py_None) {
+        return watcher == NULL && PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *held = lock_locked(lock, NULL);
+    if (held == NULL) {
+        return -1;
+    }
+    Py_DECREF(held); /* a bool */
+    return held == Py_False;
 }
 
 /* After the lock: `if self._changes: self._report_changes()`; -1 on error. */
@@ -746,6 +795,43 @@ report_changes(PyObject *self)
         return truth;
     }
     return call_method0(self, str_report_changes);
+}
+
+/* A sender's anchor (records.SenderRef) keeps `conns` and `key` in slots:
+ * read and written at their offsets when the anchor is exactly a SenderRef
+ * and the slot is set, else through getattr/setattr (which raise as Python
+ * would). */
+enum { A_CONNS, A_KEY, N_ANCHOR_SLOTS };
+static Py_ssize_t anchor_offsets[N_ANCHOR_SLOTS]; /* 0: use getattr/setattr */
+#define ANCHOR_SLOT(obj, i) (*(PyObject **)((char *)(obj) + anchor_offsets[i]))
+
+/* anchor.conns or anchor.key: a new reference, NULL on error. */
+static inline PyObject *
+anchor_get(PyObject *anchor, int i)
+{
+    if (anchor_offsets[i] && (PyObject *)Py_TYPE(anchor) == SENDER_REF) {
+        PyObject *value = ANCHOR_SLOT(anchor, i);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(anchor, i == A_CONNS ? str_conns : str_key);
+}
+
+/* anchor.conns = value or anchor.key = value; -1 on error. Frees an int or
+ * None at most (the keys are ints or tuples of them). */
+static inline int
+anchor_set(PyObject *anchor, int i, PyObject *value)
+{
+    if (anchor_offsets[i] && (PyObject *)Py_TYPE(anchor) == SENDER_REF) {
+        PyObject *old = ANCHOR_SLOT(anchor, i);
+        Py_INCREF(value);
+        ANCHOR_SLOT(anchor, i) = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(anchor, i == A_CONNS ? str_conns : str_key, value);
 }
 
 /* The sender's anchor, as connect()'s inlined records.hold_sender() makes it. */
@@ -773,8 +859,8 @@ anchor_for(PyObject *sender, PyObject *callback)
         return NULL;
     }
     PyObject *key = id_of(sender);
-    if (key == NULL || PyObject_SetAttr(anchor, str_conns, Py_None) < 0
-        || PyObject_SetAttr(anchor, str_key, key) < 0) { /* key last: see records.find_anchor */
+    if (key == NULL || anchor_set(anchor, A_CONNS, Py_None) < 0
+        || anchor_set(anchor, A_KEY, key) < 0) { /* key last: see records.find_anchor */
         Py_XDECREF(key);
         Py_DECREF(anchor);
         return NULL;
@@ -783,35 +869,29 @@ anchor_for(PyObject *sender, PyObject *callback)
     return anchor;
 }
 
-/* id(receiver) << 64 | id(sender): records.connection_key for two ids. */
+/* id(receiver) << 64 | id(sender): records.connection_key for two ids,
+ * made as one int from its 16 bytes. */
 static PyObject *
 pair_key(PyObject *receiver, PyObject *sender)
 {
-    PyObject *rkey = PyLong_FromVoidPtr(receiver);
-    if (rkey == NULL) {
-        return NULL;
+    uint64_t halves[2] = {(uint64_t)(uintptr_t)sender, (uint64_t)(uintptr_t)receiver};
+    unsigned char bytes[16];
+    for (int i = 0; i < 8; i++) { /* little-endian, whatever the machine's order */
+        bytes[i] = (unsigned char)(halves[0] >> (8 * i));
+        bytes[8 + i] = (unsigned char)(halves[1] >> (8 * i));
     }
-    PyObject *shifted = PyNumber_Lshift(rkey, SIXTY_FOUR);
-    Py_DECREF(rkey);
-    if (shifted == NULL) {
-        return NULL;
-    }
-    PyObject *skey = id_of(sender);
-    if (skey == NULL) {
-        Py_DECREF(shifted);
-        return NULL;
-    }
-    PyObject *key = PyNumber_Or(shifted, skey);
-    Py_DECREF(shifted);
-    Py_DECREF(skey);
-    return key;
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromUnsignedNativeBytes(bytes, sizeof bytes,
+                                          Py_ASNATIVEBYTES_LITTLE_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER);
+#else
+    return _PyLong_FromByteArray(bytes, sizeof bytes, 1, 0);
+#endif
 }
 
 /* connect(signal, receiver, sender, weak, dispatch_uid, keywords_only, priority, via):
- * Signal.connect() calls it first, with its own arguments; NotImplemented
- * means "not the common case": connect() goes on in Python, as if this had
- * not been called (nothing was changed). Signal.connect() stays the entry
- * point, so the reference counts _inline reads are those of pure Python. */
+ * the compiled Signal.connect calls it first, with the arguments matched to
+ * those parameters; NotImplemented means "not the common case": the Python
+ * method gets the call, as if this had not been called (nothing changed). */
 static PyObject *
 connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -834,7 +914,8 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *callback = SLOT(self, S_DEATH_CALLBACK);
     Py_INCREF(callback);
     PyObject *anchor = NULL, *key = NULL, *record = NULL, *ref = NULL;
-    PyObject *lock = NULL, *swept = NULL, *result = NULL, *stored = NULL;
+    PyObject *lock = NULL, *swept = NULL, *result = NULL, *stored = NULL, *old_routes = NULL;
+    int quiet = 0; /* the section runs without the lock (see lock_free_section) */
     if (sender == Py_None) {
         key = PyLong_FromVoidPtr(receiver);
         anchor = Py_None;
@@ -845,16 +926,7 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (anchor == NULL) {
             goto done;
         }
-        PyObject *skey = PyObject_GetAttr(anchor, str_key);
-        if (skey == NULL) {
-            goto done;
-        }
-        PyObject *rkey = PyLong_FromVoidPtr(receiver);
-        PyObject *shifted = rkey == NULL ? NULL : PyNumber_Lshift(rkey, SIXTY_FOUR);
-        Py_XDECREF(rkey);
-        key = shifted == NULL ? NULL : PyNumber_Or(shifted, skey);
-        Py_XDECREF(shifted);
-        Py_DECREF(skey);
+        key = pair_key(receiver, sender); /* id(receiver) << 64 | anchor.key, which is id(sender) */
     }
     if (key == NULL) {
         goto done;
@@ -873,10 +945,26 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Py_INCREF(lock);
-    if (call_method0(lock, str_acquire) < 0) {
+    /* From here to the end of the section nothing may run Python code when
+     * it runs without the lock (see lock_free_section): a sender's anchor
+     * already holding connections is updated by records.attach, so then the
+     * lock is taken. Reading the slot runs none. */
+    quiet = lock_free_section(self, lock);
+    if (quiet < 0) {
         goto done;
     }
-    /* ---- under the lock */
+    if (quiet && anchor != Py_None) {
+        PyObject *conns = anchor_get(anchor, A_CONNS);
+        if (conns == NULL) {
+            goto done;
+        }
+        quiet = conns == Py_None;
+        Py_DECREF(conns);
+    }
+    if (!quiet && call_method0(lock, str_acquire) < 0) {
+        goto done;
+    }
+    /* ---- under the lock (or atomic under the GIL) */
     PyObject *dead = SLOT(self, S_DEAD);
     int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
     if (truth < 0) {
@@ -903,14 +991,14 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto unlock;
     }
     if (anchor != Py_None) { /* the sender's death drops this connection */
-        PyObject *conns = PyObject_GetAttr(anchor, str_conns);
+        PyObject *conns = anchor_get(anchor, A_CONNS);
         if (conns == NULL) {
             goto unlock;
         }
         int first = conns == Py_None;
         Py_DECREF(conns);
         if (first) {
-            if (PyObject_SetAttr(anchor, str_conns, key) < 0) {
+            if (anchor_set(anchor, A_CONNS, key) < 0) {
                 goto unlock;
             }
         }
@@ -922,18 +1010,18 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(attached);
         }
     }
-    if (invalidate(self) < 0) {
+    if (invalidate(self, &old_routes) < 0) {
         goto unlock;
     }
     set_slot(self, S_UNSCANNED, Py_True); /* look for module copies at the next rebuild */
-    if (note_change(self, Py_True, record, receiver) < 0) {
+    if (!quiet && note_change(self, Py_True, record, receiver) < 0) {
         goto unlock;
     }
     Py_INCREF(receiver);
     result = receiver;
     /* ---- released on every path */
 unlock:
-    if (release(lock) < 0) {
+    if (!quiet && release(lock) < 0) {
         Py_CLEAR(result);
     }
     if (sweep_if_dead(self) < 0) {
@@ -943,6 +1031,7 @@ unlock:
         Py_CLEAR(result);
     }
 done:
+    Py_XDECREF(old_routes);
     Py_XDECREF(swept);
     Py_XDECREF(lock);
     Py_XDECREF(record);
@@ -956,8 +1045,45 @@ fallback:
     Py_RETURN_NOTIMPLEMENTED;
 }
 
-/* disconnect(signal, receiver, sender, dispatch_uid): Signal.disconnect()'s
- * common case (a function, no dispatch_uid, any sender or one matched by
+/* For a lock-free disconnect: 1 if the record under *key* in *records* (a
+ * dict) has no sender anchor, or one whose only connection it is (so that
+ * forgetting it is a slot store, not records.detach()), or if there is no
+ * such record; 0 if the lock must be taken; -1 on error. Runs no Python code. */
+static int
+anchor_forgets_alone(PyObject *records, PyObject *key)
+{
+    if (records == NULL || !PyDict_CheckExact(records)) {
+        return 0; /* the section raises */
+    }
+    PyObject *record = PyDict_GetItemWithError(records, key); /* borrowed */
+    if (record == NULL) {
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    if (!PyTuple_CheckExact(record) || PyTuple_GET_SIZE(record) != 3) {
+        return 0;
+    }
+    PyObject *link = PyTuple_GET_ITEM(record, 2);
+    if (link == Py_None) {
+        return 1;
+    }
+    PyObject *anchor = PyTuple_CheckExact(link) ? PyTuple_GET_ITEM(link, 0) : link;
+    if ((PyObject *)Py_TYPE(anchor) != SENDER_REF) {
+        return 0;
+    }
+    PyObject *conns = anchor_get(anchor, A_CONNS);
+    if (conns == NULL) {
+        return -1;
+    }
+    /* Exact ints compare in C; anything else (a list of keys) goes to detach(). */
+    int alone = conns == key
+                || (PyLong_CheckExact(conns) && PyLong_CheckExact(key)
+                    && PyObject_RichCompareBool(conns, key, Py_EQ) == 1);
+    Py_DECREF(conns);
+    return alone;
+}
+
+/* disconnect(signal, receiver, sender, dispatch_uid): the compiled
+ * Signal.disconnect's common case (a function, no dispatch_uid, any sender or one matched by
  * identity), or NotImplemented. */
 static PyObject *
 disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -990,11 +1116,24 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_INCREF(lock);
-    PyObject *swept = NULL, *removed = NULL, *result = NULL;
-    if (call_method0(lock, str_acquire) < 0) {
+    PyObject *swept = NULL, *removed = NULL, *result = NULL, *old_routes = NULL;
+    /* Without the lock only if nothing in the section calls Python code (see
+     * lock_free_section): a record with a sender of its own is forgotten by
+     * its anchor, here when the anchor holds this connection alone. */
+    int quiet = lock_free_section(self, lock);
+    if (quiet < 0) {
         goto done;
     }
-    /* ---- under the lock */
+    if (quiet) {
+        quiet = anchor_forgets_alone(SLOT(self, S_RECORDS), key);
+        if (quiet < 0) {
+            goto done;
+        }
+    }
+    if (!quiet && call_method0(lock, str_acquire) < 0) {
+        goto done;
+    }
+    /* ---- under the lock (or atomic under the GIL) */
     PyObject *dead = SLOT(self, S_DEAD);
     int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
     if (truth < 0) {
@@ -1032,7 +1171,12 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *link = PyTuple_GET_ITEM(removed, 2);
     if (link != Py_None) { /* a sender of its own: the anchor forgets this connection */
         PyObject *anchor = PyTuple_CheckExact(link) ? PyTuple_GET_ITEM(link, 0) : link;
-        if ((PyObject *)Py_TYPE(anchor) == SENDER_REF) {
+        if (quiet) { /* records.detach() for an anchor holding this connection alone */
+            if (anchor_set(anchor, A_CONNS, Py_None) < 0) {
+                goto unlock;
+            }
+        }
+        else if ((PyObject *)Py_TYPE(anchor) == SENDER_REF) {
             PyObject *detached = PyObject_CallFunctionObjArgs(DETACH, anchor, key, NULL);
             if (detached == NULL) {
                 goto unlock;
@@ -1040,17 +1184,17 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(detached);
         }
     }
-    if (note_change(self, Py_False, removed, Py_False) < 0) {
+    if (!quiet && note_change(self, Py_False, removed, Py_False) < 0) {
         goto unlock;
     }
-    if (invalidate(self) < 0) {
+    if (invalidate(self, &old_routes) < 0) {
         goto unlock;
     }
     Py_INCREF(Py_True);
     result = Py_True;
     /* ---- released on every path */
 unlock:
-    if (release(lock) < 0) {
+    if (!quiet && release(lock) < 0) {
         Py_CLEAR(result);
     }
     if (sweep_if_dead(self) < 0) {
@@ -1061,6 +1205,7 @@ unlock:
     }
 done:
     Py_XDECREF(removed);
+    Py_XDECREF(old_routes);
     Py_XDECREF(swept);
     Py_DECREF(lock);
     Py_DECREF(key);
@@ -1068,6 +1213,133 @@ done:
 
 fallback:
     Py_RETURN_NOTIMPLEMENTED;
+}
+
+/* ---- connect() and disconnect() as methods ----------------------------------
+ *
+ * The descriptors replacing Signal.connect and Signal.disconnect: their
+ * arguments are matched to the parameters as Python would, and the common
+ * case runs above; any other call (other options, other receivers, an
+ * unknown or repeated keyword, too many arguments) goes to the pure-Python
+ * method with the very arguments given, which raises or does the rest.
+ * The reference counts _inline.py reads there are calibrated through this
+ * same path (signal.py calibrates after installing these). */
+
+enum { C_SELF, C_RECEIVER, C_SENDER, C_WEAK, C_DISPATCH_UID, C_KEYWORDS_ONLY, C_PRIORITY, C_VIA,
+       C_ON_ERROR, N_CONNECT_PARAMS };
+
+/* The parameter a keyword names, or -1 (the placeholder is never named). */
+static int
+connect_param(PyObject *name, int n_params)
+{
+    PyObject *const names[N_CONNECT_PARAMS] = {NULL, str_receiver, str_sender, str_weak, str_dispatch_uid,
+                                               NULL, str_priority, str_via, str_on_error};
+    for (int i = 1; i < n_params; i++) { /* interned names: identity first */
+        if (names[i] == name) {
+            return i;
+        }
+    }
+    for (int i = 1; i < n_params; i++) {
+        if (names[i] != NULL && is_name(name, names[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Match a call's arguments to the first *n_params* of connect()'s
+ * parameters, defaults filled in (borrowed); 0 if Python must handle it. */
+static int
+match_params(PyObject **params, int n_params, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 1 || nargs > (n_params < C_KEYWORDS_ONLY ? n_params : C_KEYWORDS_ONLY)) {
+        return 0; /* no self, or an argument the placeholder would receive (Python refuses it) */
+    }
+    PyObject *const defaults[N_CONNECT_PARAMS] = {NULL, Py_None, Py_None, Py_True, Py_None,
+                                                  KEYWORDS_ONLY, NO_PRIORITY, Py_None, Py_None};
+    char given[N_CONNECT_PARAMS] = {0};
+    for (int i = 0; i < n_params; i++) {
+        params[i] = i < nargs ? args[i] : defaults[i];
+        given[i] = i < nargs;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        int at = connect_param(PyTuple_GET_ITEM(kwnames, k), n_params);
+        if (at < 0 || given[at]) {
+            return 0; /* unknown or repeated: Python raises TypeError */
+        }
+        params[at] = args[nargs + k];
+        given[at] = 1;
+    }
+    return 1;
+}
+
+/* The receiver of a connect() call, borrowed (NULL if none was given). */
+static PyObject *
+receiver_argument(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs > 1) {
+        return args[1];
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        if (is_name(PyTuple_GET_ITEM(kwnames, k), str_receiver)) {
+            return args[nargs + k];
+        }
+    }
+    return NULL;
+}
+
+static PyObject *
+fast_connect_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *params[N_CONNECT_PARAMS];
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (match_params(params, N_CONNECT_PARAMS, args, nargs, kwnames)
+        && params[C_ON_ERROR] == Py_None) { /* on_error=: stored by the Python path only */
+        PyObject *done = connect_common(NULL, params, C_ON_ERROR);
+        if (done != Py_NotImplemented) {
+            return done;
+        }
+        Py_DECREF(done);
+    }
+    PyObject *fallback = ((FastSend *)callable)->fallback;
+#if PY_VERSION_HEX >= 0x030B0000
+    /* The Python method reads the receiver's reference count (_inline.py).
+     * In pure Python, from 3.11, a call made by the interpreter's CALL hands
+     * its references over to the method's frame, while a call through a
+     * bound method object (`@sig.connect` bare, `m = sig.connect; m(f)`) or
+     * from C code lends them, and the frame takes one more: so a bare
+     * decorator is told from `sig.connect(make())`. Here both arrive
+     * lent; only the interpreter's CALL sets PY_VECTORCALL_ARGUMENTS_OFFSET
+     * (a bound method's call clears it), so a call without it gets the extra
+     * reference pure Python would have seen. */
+    if (!(nargsf & PY_VECTORCALL_ARGUMENTS_OFFSET)) {
+        PyObject *receiver = receiver_argument(args, nargs, kwnames);
+        Py_XINCREF(receiver);
+        PyObject *result = PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+        Py_XDECREF(receiver);
+        return result;
+    }
+#endif
+    return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+fast_disconnect_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* disconnect(self, receiver=None, sender=None, dispatch_uid=None): connect()'s first four. */
+    PyObject *params[N_CONNECT_PARAMS];
+    if (match_params(params, C_WEAK, args, PyVectorcall_NARGS(nargsf), kwnames)) {
+        /* A dispatch_uid (by position or keyword) is left to Python above. */
+        PyObject *call[4] = {params[C_SELF], params[C_RECEIVER], params[C_SENDER], Py_None};
+        PyObject *done = disconnect_common(NULL, call, 4);
+        if (done != Py_NotImplemented) {
+            return done;
+        }
+        Py_DECREF(done);
+    }
+    return PyObject_Vectorcall(((FastSend *)callable)->fallback, args, nargsf, kwnames);
 }
 
 static PyObject *
@@ -1138,26 +1410,30 @@ static PyTypeObject FastSendType = {
 /* ---- module functions ------------------------------------------------------ */
 
 static PyObject *
-make_send(PyObject *module, PyObject *args)
+make_method(PyObject *module, PyObject *args)
 {
     PyObject *fallback;
     int kind;
-    if (!PyArg_ParseTuple(args, "Oi:make_send", &fallback, &kind)) {
+    if (!PyArg_ParseTuple(args, "Oi:make_method", &fallback, &kind)) {
         return NULL;
     }
-    if (kind != K_SEND && kind != K_SEND_ROBUST) {
-        PyErr_Format(PyExc_ValueError, "make_send() expects 0 (send) or 1 (send_robust); got %d", kind);
+    static const vectorcallfunc calls[] = {fast_send_call, fast_send_call, fast_connect_call,
+                                           fast_disconnect_call};
+    if (kind < K_SEND || kind > K_DISCONNECT) {
+        PyErr_Format(PyExc_ValueError,
+                     "make_method() expects 0 (send), 1 (send_robust), 2 (connect) or 3 (disconnect); got %d",
+                     kind);
         return NULL;
     }
     if (!PyCallable_Check(fallback)) {
-        PyErr_Format(PyExc_TypeError, "make_send() expects the pure-Python method; got %R", fallback);
+        PyErr_Format(PyExc_TypeError, "make_method() expects the pure-Python method; got %R", fallback);
         return NULL;
     }
     FastSend *fs = PyObject_GC_New(FastSend, &FastSendType);
     if (fs == NULL) {
         return NULL;
     }
-    fs->vectorcall = fast_send_call;
+    fs->vectorcall = calls[kind];
     Py_INCREF(fallback);
     fs->fallback = fallback;
     fs->dict = NULL;
@@ -1170,12 +1446,23 @@ static PyObject *
 setup(PyObject *module, PyObject *args)
 {
     PyObject *signal_type, *empty_routes, *default_key, *missing, *stale_table, *sender_ref, *attach,
-        *detach, *hooks, *weakrefcount, *anchor_finder, *keywords_only, *no_priority;
-    if (!PyArg_ParseTuple(args, "O!O!OOO!OOOOOOOO:setup", &PyType_Type, &signal_type, &PyDict_Type,
+        *detach, *hooks, *weakrefcount, *anchor_finder, *keywords_only, *no_priority, *lock_type;
+    if (!PyArg_ParseTuple(args, "O!O!OOO!OOOO!OOOOO!:setup", &PyType_Type, &signal_type, &PyDict_Type,
                           &empty_routes, &default_key, &missing, &PyDict_Type, &stale_table, &sender_ref,
-                          &attach, &detach, &hooks, &weakrefcount, &anchor_finder, &keywords_only,
-                          &no_priority)) {
+                          &attach, &detach, &PyModule_Type, &hooks, &weakrefcount, &anchor_finder,
+                          &keywords_only, &no_priority, &PyType_Type, &lock_type)) {
         return NULL;
+    }
+    /* lock_type.locked, called directly if it is a plain C method taking no
+     * argument (as _thread.lock's is); else no section runs without the lock. */
+    PyObject *locked = PyDict_GetItemWithError(((PyTypeObject *)lock_type)->tp_dict, str_locked);
+    if (locked == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    lock_locked = NULL;
+    if (locked != NULL && Py_IS_TYPE(locked, &PyMethodDescr_Type)
+        && (((PyMethodDescrObject *)locked)->d_method->ml_flags & ~METH_COEXIST) == METH_NOARGS) {
+        lock_locked = ((PyMethodDescrObject *)locked)->d_method->ml_meth;
     }
     for (int i = 0; i < N_SLOTS; i++) {
         PyObject *slot = PyDict_GetItemWithError(((PyTypeObject *)signal_type)->tp_dict, slot_names[i]);
@@ -1190,6 +1477,21 @@ setup(PyObject *module, PyObject *args)
         slot_offsets[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
         Py_INCREF(slot);
         Py_XSETREF(slot_descrs[i], slot);
+    }
+    /* SenderRef's slots, if they are plain object slots; else getattr/setattr. */
+    PyObject *const anchor_names[N_ANCHOR_SLOTS] = {str_conns, str_key};
+    for (int i = 0; i < N_ANCHOR_SLOTS; i++) {
+        anchor_offsets[i] = 0;
+        PyObject *slot = PyType_Check(sender_ref)
+                             ? PyDict_GetItemWithError(((PyTypeObject *)sender_ref)->tp_dict, anchor_names[i])
+                             : NULL;
+        if (slot == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (slot != NULL && Py_IS_TYPE(slot, &PyMemberDescr_Type)
+            && ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX) {
+            anchor_offsets[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
+        }
     }
     Py_INCREF(signal_type);
     Py_XSETREF(SIGNAL_TYPE, (PyTypeObject *)signal_type);
@@ -1207,22 +1509,18 @@ setup(PyObject *module, PyObject *args)
     KEEP(find_anchor, anchor_finder);
     KEEP(KEYWORDS_ONLY, keywords_only);
     KEEP(NO_PRIORITY, no_priority);
+    KEEP(LOCK_TYPE, (PyTypeObject *)lock_type);
 #undef KEEP
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
-    {"make_send", make_send, METH_VARARGS,
-     "make_send(method, kind, /)\n--\n\nThe compiled send (kind 0) or send_robust (1) replacing *method*."},
-    {"connect", (PyCFunction)(void (*)(void))connect_common, METH_FASTCALL,
-     "connect(signal, receiver, sender, weak, dispatch_uid, keywords_only, priority, via, /)\n--\n\n"
-     "Signal.connect()'s common case; NotImplemented for any other."},
-    {"disconnect", (PyCFunction)(void (*)(void))disconnect_common, METH_FASTCALL,
-     "disconnect(signal, receiver, sender, dispatch_uid, /)\n--\n\n"
-     "Signal.disconnect()'s common case; NotImplemented for any other."},
+    {"make_method", make_method, METH_VARARGS,
+     "make_method(method, kind, /)\n--\n\nThe compiled send (kind 0), send_robust (1), connect (2) or "
+     "disconnect (3) replacing *method*, the pure-Python one."},
     {"setup", setup, METH_VARARGS,
      "setup(signal_class, empty_routes, default_key, missing, stale_table, sender_ref, attach, detach, "
-     "hooks, getweakrefcount, find_anchor, keywords_only, no_priority, /)\n--\n\nThe objects of the core the compiled methods use."},
+     "hooks, getweakrefcount, find_anchor, keywords_only, no_priority, lock_type, /)\n--\n\nThe objects of the core the compiled methods use."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1264,11 +1562,14 @@ PyInit__speedups(void)
     INTERN(str_conns, "conns");
     INTERN(str_key, "key");
     INTERN(str_lambda, "<lambda>");
+    INTERN(str_locked, "locked");
+    INTERN(str_receiver, "receiver");
+    INTERN(str_weak, "weak");
+    INTERN(str_dispatch_uid, "dispatch_uid");
+    INTERN(str_priority, "priority");
+    INTERN(str_via, "via");
+    INTERN(str_on_error, "on_error");
 #undef INTERN
-    SIXTY_FOUR = PyLong_FromLong(64);
-    if (SIXTY_FOUR == NULL) {
-        return NULL;
-    }
     BASE_KWNAMES = PyTuple_Pack(2, str_signal, str_sender);
     if (BASE_KWNAMES == NULL) {
         return NULL;

@@ -26,6 +26,9 @@ calls ``super().connect()`` adds some). So:
   :func:`entry`). The wrapper records its decision for that receiver object
   in a per-thread stack; inner ``connect`` calls of a ``super()`` chain, and
   any other connect of the same object while the outer one runs, use it.
+  With the C accelerator, ``Signal.connect`` is compiled and hands every
+  call it does not complete to the Python method with the counts pure Python
+  would show there (see ``fast_connect_call`` in ``_speedups.c``).
 * A bound method is held strongly if nothing but the method references its
   instance (``sig.connect(Handler().on_save)``). That count involves no
   frame at all, so it is read wherever the method is prepared.

@@ -81,10 +81,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # connect()'s fast path takes functions with **kwargs, neither async nor nested.
 _KWARGS_NESTED_OR_ASYNC = _KWARGS_OR_ASYNC | _inline.CO_NESTED
 _NO_PRIORITY = 0  # connect()'s default, compared by identity on its inlined path
-# The common paths of connect() and disconnect() in C, set below if the
-# accelerator is active (see speedups); None in pure Python.
-_compiled_connect: Callable[..., Any] | None = None
-_compiled_disconnect: Callable[..., Any] | None = None
 _getweakrefcount = weakref.getweakrefcount
 
 
@@ -304,15 +300,11 @@ class Signal(Dispatching):
             InvalidArgumentError: *priority*, *via* or *on_error* of the
                 wrong kind; nothing is connected.
         """
-        # The same common case, in C (see speedups). It is handed every option
-        # and handles only the defaults: a new option must be passed to it, or
-        # exclude it here (as on_error=, which only the general path stores).
-        if _compiled_connect is not None and on_error is None:
-            done = _compiled_connect(
-                self, receiver, sender, weak, dispatch_uid, _keywords_only, priority, via
-            )
-            if done is not NotImplemented:
-                return done
+        # With the accelerator, Signal.connect is its compiled form (see
+        # speedups), which does the first branch below in C and calls this for
+        # everything else. It matches every parameter by name: a new option
+        # must be added there (_speedups.c, match_params), or it is refused
+        # there as an unknown keyword and handled here.
         if (
             type(receiver) is _FunctionType
             and weak
@@ -408,10 +400,7 @@ class Signal(Dispatching):
         Returns:
             True if a connection was removed, False if there was none.
         """
-        if _compiled_disconnect is not None:  # the same common case, in C (see speedups)
-            done = _compiled_disconnect(self, receiver, sender, dispatch_uid)
-            if done is not NotImplemented:
-                return bool(done)
+        # Compiled (see speedups): the first branch below, for a function, is done in C.
         if type(receiver) is _FunctionType and dispatch_uid is None:
             # Inline connection_key(receiver_key(receiver), send_key(sender)).
             if sender is None:
@@ -632,8 +621,7 @@ def _connect_temporary_through_subclass() -> None:
     Forwarding().connect(_make_temporary())
 
 
-# The compiled hot paths, where available (see speedups).
-_compiled = _speedups.install(Signal, _KEYWORDS_ONLY, _NO_PRIORITY)
-if _compiled is not None:
-    _compiled_connect, _compiled_disconnect = _compiled
+# The compiled hot paths, where available (see speedups); before calibrating,
+# which measures through the installed connect.
+_speedups.install(Signal, _KEYWORDS_ONLY, _NO_PRIORITY)
 _inline.calibrate(_connect_temporary, _connect_temporary_through_subclass)

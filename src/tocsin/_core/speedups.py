@@ -6,7 +6,10 @@ inlined common paths of ``Signal.connect`` and ``Signal.disconnect`` (a plain
 module-level function with every option at its default, for any sender or a
 sender matched by identity). Sends call receivers by vectorcall with a
 cached keyword-names tuple, so no keyword dict is built per send or per
-receiver call; the state they use sits in the signal's ``__slots__``. Every
+receiver call; the state they use sits in the signal's ``__slots__``. A
+compiled connect or disconnect that would run no Python code under the
+signal's lock, and finds it free, makes its change without taking it (atomic
+under the GIL; see ``lock_free_section`` in the C file). Every
 other case (no sender, ``signal=`` among the named arguments, interceptors,
 pause, local scopes, async receivers, ``via=`` policies, senders keyed by
 value, a stale table, other receivers or options) calls the pure-Python
@@ -32,9 +35,9 @@ import functools
 import os
 import sys
 import sysconfig
+import threading
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import hooks as _hooks
 from .plans import _DEFAULT, _EMPTY_ROUTES, _MISSING, _STALE_TABLE
@@ -70,24 +73,22 @@ def _load() -> ModuleType | None:
     return _speedups
 
 
-def install(
-    signal_class: type[Signal], keywords_only: object, no_priority: int
-) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+def install(signal_class: type[Signal], keywords_only: object, no_priority: int) -> bool:
     """Compile *signal_class*'s hot paths, if possible (see the module docstring).
 
-    Replaces ``send`` and ``send_robust``: each compiled method keeps the
-    pure-Python one as ``__wrapped__`` (with its name, docstring and
-    signature) and calls it for every case its loop does not handle.
-    Returns the compiled common paths of ``connect`` and ``disconnect``,
-    which those Python methods call first (``connect`` must stay a Python
-    function: ``_inline`` reads the reference counts of its calls), or None
-    in pure Python. *keywords_only* and *no_priority* are connect()'s
-    placeholder and default priority, compared by identity.
+    Replaces ``send``, ``send_robust``, ``connect`` and ``disconnect``: each
+    compiled method keeps the pure-Python one as ``__wrapped__`` (with its
+    name, docstring and signature) and calls it, with the same arguments,
+    for every case it does not handle. Returns whether it did (False in pure
+    Python). *keywords_only* and *no_priority* are connect()'s placeholder
+    and default priority, compared by identity. Call it before
+    ``_inline.calibrate``: the reference counts of a connect call are
+    measured through the compiled ``connect``.
     """
     global ACTIVE  # noqa: PLW0603 - set once, at import
     speedups = _load()
     if speedups is None:
-        return None
+        return False
     speedups.setup(
         signal_class,
         _EMPTY_ROUTES,
@@ -102,10 +103,11 @@ def install(
         find_anchor,
         keywords_only,
         no_priority,
+        type(threading.Lock()),
     )
-    for kind, name in enumerate(("send", "send_robust")):
+    for kind, name in enumerate(("send", "send_robust", "connect", "disconnect")):
         method = signal_class.__dict__[name]
-        compiled = functools.update_wrapper(speedups.make_send(method, kind), method)
+        compiled = functools.update_wrapper(speedups.make_method(method, kind), method)
         setattr(signal_class, name, compiled)
     ACTIVE = True
-    return speedups.connect, speedups.disconnect
+    return True

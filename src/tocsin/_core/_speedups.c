@@ -1274,6 +1274,7 @@ match_params(PyObject **params, int n_params, PyObject *const *args, Py_ssize_t 
     return 1;
 }
 
+#if PY_VERSION_HEX >= 0x030B0000
 /* The receiver of a connect() call, borrowed (NULL if none was given). */
 static PyObject *
 receiver_argument(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1289,6 +1290,7 @@ receiver_argument(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
     }
     return NULL;
 }
+#endif
 
 static PyObject *
 fast_connect_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)

@@ -23,6 +23,7 @@ import sysconfig
 import threading
 import tracemalloc
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +77,57 @@ class TestMode:
         if not os.environ.get("CI") or not (shutil.which("cc") or shutil.which("gcc")):
             pytest.skip("checked on CI, where a C compiler is installed")
         assert BUILT
+
+    def test_installs_without_a_c_compiler(self, tmp_path: Path) -> None:
+        """A checkout installs where no C compiler runs (CC=false): a notice, no error, pure Python."""
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "setup.py").is_file():
+            pytest.skip("needs the source checkout")
+        source = tmp_path / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "setup.py", "README.md"):
+            shutil.copy2(root / name, source / name)
+        shutil.copytree(
+            root / "src", source / "src", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+        env["CC"] = "false"  # the compiler command fails, as a missing compiler would
+        installed = tmp_path / "site"
+        build = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-v",
+                "--no-deps",
+                "--target",
+                str(installed),
+                str(source),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+        assert "the C accelerator was not built" in build.stdout + build.stderr
+        assert not list(installed.rglob("_speedups*.so"))
+        code = (
+            "import tocsin; sig = tocsin.Signal()\n"
+            "def on(sender, **kw): return sender\n"
+            "sig.connect(on); print(tocsin.__speedups__, sig.send('s'))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "PYTHONPATH": str(installed)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert run.stdout.startswith("False [(<function on at ")
+        assert run.stdout.rstrip().endswith(">, 's')]")
 
     def test_environment_variable_forces_pure_python(self) -> None:
         """``TOCSIN_NO_EXTENSIONS=1`` runs pure Python; an empty value does not disable anything."""

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import sysconfig
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -83,6 +84,9 @@ else:
         Extension(
             "tocsin._core._speedups",
             sources=["src/tocsin/_core/_speedups.c"],
+            depends=sorted(
+                str(p) for p in Path("src/tocsin/_core").glob("_speedups*.h")
+            ),  # its parts (MANIFEST.in)
             optional=not REQUIRED,  # setuptools' own fallback, on top of OptionalBuildExt
         )
     ]

@@ -129,6 +129,47 @@ class TestMode:
         assert run.stdout.startswith("False [(<function on at ")
         assert run.stdout.rstrip().endswith(">, 's')]")
 
+    @pytest.mark.skipif(not SUPPORTED, reason="the extension is built for CPython with the GIL only")
+    def test_sdist_compiles_the_extension(self, tmp_path: Path) -> None:
+        """The sdist holds every file the C extension needs: installed from it, the extension is compiled."""
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "setup.py").is_file():
+            pytest.skip("needs the source checkout")
+        if not (shutil.which("cc") or shutil.which("gcc")):
+            pytest.skip("no C compiler here")
+        source = tmp_path / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in"):
+            shutil.copy2(root / name, source / name)
+        shutil.copytree(
+            root / "src", source / "src", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+        dist = tmp_path / "dist"
+        subprocess.run(  # as `make dist` builds it: with no extension in the build's own wheel
+            [sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(source)],
+            env={**env, "TOCSIN_NO_EXTENSIONS": "1"},
+            capture_output=True,
+            check=True,
+        )
+        (sdist,) = dist.glob("tocsin-*.tar.gz")
+        installed = tmp_path / "site"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(installed), str(sdist)],
+            env={**env, "TOCSIN_REQUIRE_EXTENSIONS": "1"},  # a failed compile is an error
+            capture_output=True,
+            check=True,
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", "import tocsin; print(tocsin.__speedups__)"],
+            env={**env, "PYTHONPATH": str(installed)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert run.stdout.split() == ["True"]
+
     def test_environment_variable_forces_pure_python(self) -> None:
         """``TOCSIN_NO_EXTENSIONS=1`` runs pure Python; an empty value does not disable anything."""
         code = "import tocsin; print(tocsin.__speedups__, type(tocsin.Signal.send).__name__)"

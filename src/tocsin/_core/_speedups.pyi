@@ -5,11 +5,11 @@ from types import ModuleType
 from typing import Any
 
 class FastSend:
-    # Signal.send or send_robust in C; the pure-Python method is __wrapped__.
+    # Signal.send, send_robust, connect or disconnect in C; the pure-Python method is __wrapped__.
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, obj: object, owner: type | None = None) -> Any: ...
 
-def make_send(method: Callable[..., Any], kind: int, /) -> FastSend: ...
+def make_method(method: Callable[..., Any], kind: int, /) -> FastSend: ...
 def setup(
     signal_class: type,
     empty_routes: dict[Hashable, Any],
@@ -24,17 +24,6 @@ def setup(
     find_anchor: Callable[..., Any],
     keywords_only: object,
     no_priority: int,
+    lock_type: type,
     /,
 ) -> None: ...
-def connect(
-    signal: object,
-    receiver: object,
-    sender: object,
-    weak: object,
-    dispatch_uid: object,
-    keywords_only: object,
-    priority: object,
-    via: object,
-    /,
-) -> Any: ...
-def disconnect(signal: object, receiver: object, sender: object, dispatch_uid: object, /) -> Any: ...

@@ -28,7 +28,7 @@ calls ``super().connect()`` adds some). So:
   any other connect of the same object while the outer one runs, use it.
   With the C accelerator, ``Signal.connect`` is compiled and hands every
   call it does not complete to the Python method with the counts pure Python
-  would show there (see ``fast_connect_call`` in ``_speedups.c``).
+  would show there (see ``fast_connect_call`` in ``_speedups_connect.h``).
 * A bound method is held strongly if nothing but the method references its
   instance (``sig.connect(Handler().on_save)``). That count involves no
   frame at all, so it is read wherever the method is prepared.

@@ -303,7 +303,7 @@ class Signal(Dispatching):
         # With the accelerator, Signal.connect is its compiled form (see
         # speedups), which does the first branch below in C and calls this for
         # everything else. It matches every parameter by name: a new option
-        # must be added there (_speedups.c, match_params), or it is refused
+        # must be added there (_speedups_connect.h, match_params), or it is refused
         # there as an unknown keyword and handled here.
         if (
             type(receiver) is _FunctionType

@@ -1,7 +1,8 @@
 """The optional C accelerator: the hot paths of ``Signal`` compiled.
 
-``_speedups.c`` implements only the fast loops of ``Signal.send`` and
-``Signal.send_robust`` (a send over a published plan, see ``plans``), and the
+``_speedups.c`` (with the parts it includes, ``_speedups_*.h``) implements
+only the fast loops of ``Signal.send`` and ``Signal.send_robust`` (a send
+over a published plan, see ``plans``), and the
 inlined common paths of ``Signal.connect`` and ``Signal.disconnect`` (a plain
 module-level function with every option at its default, for any sender or a
 sender matched by identity). Sends call receivers by vectorcall with a
@@ -9,7 +10,7 @@ cached keyword-names tuple, so no keyword dict is built per send or per
 receiver call; the state they use sits in the signal's ``__slots__``. A
 compiled connect or disconnect that would run no Python code under the
 signal's lock, and finds it free, makes its change without taking it (atomic
-under the GIL; see ``lock_free_section`` in the C file). Every
+under the GIL; see ``lock_free_section`` in ``_speedups_section.h``). Every
 other case (no sender, ``signal=`` among the named arguments, interceptors,
 pause, local scopes, async receivers, ``via=`` policies, senders keyed by
 value, a stale table, other receivers or options) calls the pure-Python

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -44,17 +45,22 @@ class TestInspect:
         assert lines[0] == "shop.signals.order_placed  (3 receivers)"
         assert lines[1] == "    An order was placed; sends order=."
         assert lines[2] == "  - shop.stock.reserve_stock  shop/stock.py:10"
-        assert lines[3] == "      sender=shop.models.Order weak priority=10 dispatch_uid=- delivery=immediate"
-        assert (
-            "      sender=shop.models.Order weak priority=0 dispatch_uid='order-receipt' delivery=immediate"
-            in lines
+        assert lines[3] == (
+            "      sender=shop.models.Order weak priority=10 dispatch_uid=- delivery=immediate on_error=-"
         )
-        assert "      sender=any strong priority=-10 dispatch_uid=- delivery=immediate" in lines
+        assert lines[4:6] == [
+            "  - shop.mail.send_receipt  shop/mail.py:21",
+            (
+                "      sender=shop.models.Order weak priority=0 dispatch_uid='order-receipt' "
+                "delivery=immediate on_error=shop.mail.note_bounce"
+            ),
+        ]
+        assert "      sender=any strong priority=-10 dispatch_uid=- delivery=immediate on_error=-" in lines
         assert (
-            "      sender=shop.models.Payment weak priority=0 dispatch_uid=- delivery=shop.mail.after_commit"
-            in lines
+            "      sender=shop.models.Payment weak priority=0 dispatch_uid=- delivery=shop.mail.after_commit "
+            "on_error=-" in lines
         )
-        assert "  - shop.mail.Buyers.on_stock_low  shop/mail.py:34" in lines
+        assert "  - shop.mail.Buyers.on_stock_low  shop/mail.py:40" in lines
         assert [line for line in lines if not line.startswith(" ")] == [
             "shop.signals.order_placed  (3 receivers)",
             "shop.signals.payment_failed  (2 receivers)",
@@ -78,7 +84,13 @@ class TestInspect:
             "dispatch_uid": None,
             "delivery": "immediate",
             "async": False,
+            "on_error": None,
         }
+        receipt = data["signals"][0]["receivers"][1]
+        assert (receipt["receiver"], receipt["on_error"]) == (
+            "shop.mail.send_receipt",
+            "shop.mail.note_bounce",
+        )
 
     def test_path_and_submodule(self, capsys):
         """A submodule (given as a path) lists the signals it binds or connects to."""
@@ -113,6 +125,8 @@ class TestGraph:
         assert '    rcv0(["shop.stock.reserve_stock"])' in lines
         assert "    snd0 --> sig0" in lines
         assert '    sig0 -->|"sender=Order"| rcv0' in lines
+        assert '    rcv1(["shop.mail.send_receipt"])' in lines
+        assert '    sig0 -->|"sender=Order on_error=shop.mail.note_bounce"| rcv1' in lines
 
     def test_dot(self, capsys):
         """--format dot: a Graphviz digraph."""
@@ -120,7 +134,135 @@ class TestGraph:
         assert status == 0
         assert out.startswith("digraph tocsin {\n    rankdir=LR;\n")
         assert '    sig0 -> rcv0 [label="sender=Order"];' in out
+        assert '    sig0 -> rcv1 [label="sender=Order on_error=shop.mail.note_bounce"];' in out
         assert out.endswith("}\n")
+
+
+HANDLERS_APP = """\
+import asyncio
+
+import tocsin
+
+saved = tocsin.Signal(name="saved")
+
+
+class Reporter:
+    def failed(self, exc, context):
+        pass
+
+    def __call__(self, exc, context):
+        pass
+
+
+reporter = Reporter()
+
+
+def log_failure(exc, context):
+    pass
+
+
+@tocsin.receiver(saved, on_error=log_failure, priority=4)
+def by_function(sender, **kwargs):
+    pass
+
+
+@tocsin.receiver(saved, on_error=reporter.failed, priority=3)
+def by_method(sender, **kwargs):
+    pass
+
+
+@tocsin.receiver(saved, on_error=reporter, priority=2)
+async def by_object(sender, **kwargs):
+    await asyncio.sleep(0)
+
+
+@tocsin.receiver(saved, on_error=Reporter().failed, priority=1)
+def by_collected_method(sender, **kwargs):
+    pass
+
+
+@tocsin.receiver(saved, sender=Reporter, on_error=log_failure)
+def for_one_sender(sender, **kwargs):
+    pass
+"""
+
+
+class TestErrorHandlers:
+    """The on_error= handler of each connection, as inspect and graph show it."""
+
+    @pytest.fixture(autouse=True)
+    def _handlers_app(self, tmp_path, monkeypatch):
+        """handlers_app: one signal, a receiver per kind of handler; unloaded after the test."""
+        (tmp_path / "handlers_app.py").write_text(HANDLERS_APP)
+        monkeypatch.chdir(tmp_path)
+        yield
+        sys.modules.pop("handlers_app", None)
+        gc.collect()  # its signal too (module namespaces are cycles), or the next import lists two
+
+    def test_text(self, capsys):
+        """on_error=<qualified name> (or -) after the delivery policy; a collected handler is -."""
+        status, out, err = run(capsys, "inspect", "handlers_app")
+        assert (status, err) == (0, "")
+        options = [line.strip() for line in out.splitlines() if line.startswith("      sender=")]
+        assert options == [
+            "sender=any weak priority=4 dispatch_uid=- delivery=immediate on_error=handlers_app.log_failure",
+            (
+                "sender=any weak priority=3 dispatch_uid=- delivery=immediate "
+                "on_error=handlers_app.Reporter.failed"
+            ),
+            (
+                "sender=any weak priority=2 dispatch_uid=- delivery=immediate "
+                "on_error=handlers_app.Reporter instance async"
+            ),
+            # Reporter().failed was held weakly (a bound method beside a weak receiver), and
+            # its instance is gone: no handler is called any more.
+            "sender=any weak priority=1 dispatch_uid=- delivery=immediate on_error=-",
+            (
+                "sender=handlers_app.Reporter weak priority=0 dispatch_uid=- delivery=immediate "
+                "on_error=handlers_app.log_failure"
+            ),
+        ]
+
+    def test_json(self, capsys):
+        """--json: "on_error" is the handler's qualified name, or null."""
+        status, out, _ = run(capsys, "inspect", "handlers_app", "--json")
+        assert status == 0
+        [signal] = json.loads(out)["signals"]
+        assert [(r["receiver"], r["on_error"]) for r in signal["receivers"]] == [
+            ("handlers_app.by_function", "handlers_app.log_failure"),
+            ("handlers_app.by_method", "handlers_app.Reporter.failed"),
+            ("handlers_app.by_object", "handlers_app.Reporter instance"),
+            ("handlers_app.by_collected_method", None),
+            ("handlers_app.for_one_sender", "handlers_app.log_failure"),
+        ]
+
+    @pytest.mark.parametrize(
+        ("fmt", "edges"),
+        [
+            (
+                "mermaid",
+                [
+                    '    sig0 -->|"on_error=handlers_app.log_failure"| rcv0',
+                    "    sig0 --> rcv3",  # the collected handler: a plain arrow
+                    '    sig0 -->|"sender=Reporter on_error=handlers_app.log_failure"| rcv4',
+                ],
+            ),
+            (
+                "dot",
+                [
+                    '    sig0 -> rcv0 [label="on_error=handlers_app.log_failure"];',
+                    "    sig0 -> rcv3;",
+                    '    sig0 -> rcv4 [label="sender=Reporter on_error=handlers_app.log_failure"];',
+                ],
+            ),
+        ],
+    )
+    def test_graph_labels(self, capsys, fmt, edges):
+        """The arrow to a receiver names its handler, after the sender filter if any."""
+        status, out, _ = run(capsys, "graph", "handlers_app", "--format", fmt)
+        assert status == 0
+        lines = out.splitlines()
+        assert [line for line in edges if line in lines] == edges
 
 
 class TestTrace:

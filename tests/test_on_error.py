@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -255,6 +256,27 @@ class TestConnections:
         assert isinstance(response, Boom)
         assert seen == ["1"]
         assert [c.on_error for c in sig.connections()] == [None]
+
+    @pytest.mark.skipif(sys.implementation.name != "cpython", reason="reference counts are CPython's")
+    def test_method_of_a_temporary_instance_is_kept(self, sig: tocsin.Signal) -> None:
+        """on_error=Reporter().failed: nothing else holds the instance, so the connection does."""
+        seen = []
+
+        class Reporter:
+            def failed(self, exc: Exception, context: tocsin.ErrorContext) -> None:
+                seen.append(str(exc))
+
+        sig.connect(failing, on_error=Reporter().failed)
+
+        @tocsin.receiver(sig, on_error=Reporter().failed)
+        def also_failing(**kwargs: Any) -> None:
+            raise Boom(kwargs["order"])
+
+        gc.collect()
+        sig.send_robust(None, order=3)
+        assert seen == ["3", "3"]
+        assert [c.on_error.__name__ for c in sig.connections()] == ["failed", "failed"]
+        sig.disconnect(also_failing)
 
     def test_function_handler_is_kept(self, sig: tocsin.Signal) -> None:
         """A handler made on the spot (a lambda, a closure) is held by the connection."""

@@ -12,6 +12,7 @@ def main(argv=None):
     count = int(argv[0]) if argv else 2
     stock.STOCK.update(tea=5, cup=12)  # a fresh day in the shop
     mail.OUTBOX.clear()
+    mail.BOUNCED.clear()
     audit.LOG.clear()
     for number in range(1, count + 1):
         order_placed.send(sender=Order, order=Order(number, "tea", 2, f"buyer{number}@example.com"))

@@ -5,6 +5,7 @@ from .signals import order_placed, payment_failed, stock_low
 
 OUTBOX: list[tuple[str, str]] = []
 LATER: list = []
+BOUNCED: list[int] = []
 
 
 def after_commit(call):
@@ -12,7 +13,12 @@ def after_commit(call):
     LATER.append(call)
 
 
-@order_placed.connect(sender=Order, dispatch_uid="order-receipt")
+def note_bounce(exc, context):
+    """An on_error handler: keep the order whose receipt could not be sent, for the staff."""
+    BOUNCED.append(context.kwargs["order"].number)
+
+
+@order_placed.connect(sender=Order, dispatch_uid="order-receipt", on_error=note_bounce)
 def send_receipt(sender, order, **kwargs):
     if "@" not in order.email:
         msg = f"bad address {order.email!r}"

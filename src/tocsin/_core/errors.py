@@ -25,7 +25,10 @@ How the handler is held: strongly, as the connection's options; except a
 bound method given for a weakly held receiver, held through a
 ``weakref.WeakMethod`` so that ``on_error=self.failed`` does not keep
 ``self`` (often the receiver's own instance) alive. Once such an instance is
-gone its handler is no longer called.
+gone its handler is no longer called. A bound method whose instance only the
+method references (``on_error=Reporter().failed``) would be gone at once,
+never called: it is held strongly, as ``connect()`` holds such receivers
+(``inline.instance_vanishes``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any, Protocol, cast
 
 from tocsin.exceptions import InvalidArgumentError
 
+from . import inline as _inline
 from . import receivers as _receivers
 
 __all__ = ["ErrorContext", "ErrorHandler", "call_handler", "handler_of", "hold_handler"]
@@ -102,7 +106,9 @@ def hold_handler(on_error: Any, *, weak: bool) -> object:
             f"raises; got {on_error!r}. Pass a function: def on_error(exc, context): ..."
         )
         raise InvalidArgumentError(msg)
-    if weak and type(on_error) is types.MethodType:
+    # A method of an instance nothing else references (on_error=Reporter().failed)
+    # would die at once and never be called: held strongly, as inline receivers are.
+    if weak and type(on_error) is types.MethodType and not _inline.instance_vanishes(on_error):
         try:
             return _WeakMethod(on_error)
         except TypeError:  # an instance without __weakref__: held strongly

@@ -190,7 +190,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "inspect",
         help="list the signals of some modules and their receivers",
         description="Import MODULEs and print each signal with its receivers: qualified name, file:line, "
-        "sender filter, weak/strong, priority, dispatch_uid and delivery policy.",
+        "sender filter, weak/strong, priority, dispatch_uid, delivery policy and on_error handler.",
     )
     inspect.add_argument("modules", nargs="+", metavar="MODULE", help="dotted module name (or path to a .py)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -128,6 +128,16 @@ def _delivery(connection: Connection) -> str:
     return _receivers.qualified_name(connection.via)
 
 
+def _on_error(connection: Connection) -> str | None:
+    """The qualified name of the connection's ``on_error`` handler, or ``None``.
+
+    ``None`` too for a weakly held bound-method handler whose instance was
+    collected: it is no longer called (see ``errors``).
+    """
+    handler = connection.on_error
+    return None if handler is None else _receivers.qualified_name(handler)
+
+
 def _sender(connection: Connection) -> str:
     return "any" if connection.sender is None else sender_label(connection.sender)
 
@@ -150,6 +160,7 @@ def _as_dict(info: SignalInfo) -> dict[str, Any]:
                 "dispatch_uid": None if c.dispatch_uid is None else repr(c.dispatch_uid),
                 "delivery": _delivery(c),
                 "async": c.is_async,
+                "on_error": _on_error(c),
             }
             for c in _in_order(info.connections)
         ],
@@ -179,7 +190,8 @@ def render_text(infos: list[SignalInfo]) -> str:
             uid = "-" if c.dispatch_uid is None else repr(c.dispatch_uid)
             lines.append(
                 f"      sender={_sender(c)} {'weak' if c.weak else 'strong'} priority={c.priority} "
-                f"dispatch_uid={uid} delivery={_delivery(c)}{' async' if c.is_async else ''}"
+                f"dispatch_uid={uid} delivery={_delivery(c)} on_error={_on_error(c) or '-'}"
+                f"{' async' if c.is_async else ''}"
             )
     return "\n".join(lines)
 
@@ -199,14 +211,17 @@ def _nodes(
         sig = f"sig{index}"
         for c in _in_order(info.connections):
             rid = receivers.setdefault(_receiver_name(c), f"rcv{len(receivers)}")
-            label = None
+            options = []
             if c.sender is not None:
                 sname = sender_label(c.sender)
                 sid = senders.setdefault(sname, f"snd{len(senders)}")
                 if (sid, sig, None) not in edges:
                     edges.append((sid, sig, None))
-                label = f"sender={sname.rsplit('.', 1)[-1]}"
-            edges.append((sig, rid, label))
+                options.append(f"sender={sname.rsplit('.', 1)[-1]}")
+            handler = _on_error(c)
+            if handler is not None:
+                options.append(f"on_error={handler}")
+            edges.append((sig, rid, " ".join(options) or None))
     return senders, receivers, edges
 
 

@@ -176,9 +176,15 @@ async def by_object(sender, **kwargs):
     await asyncio.sleep(0)
 
 
-@tocsin.receiver(saved, on_error=Reporter().failed, priority=1)
+gone = Reporter()
+
+
+@tocsin.receiver(saved, on_error=gone.failed, priority=1)  # held weakly: goes with gone
 def by_collected_method(sender, **kwargs):
     pass
+
+
+del gone
 
 
 @tocsin.receiver(saved, sender=Reporter, on_error=log_failure)
@@ -214,8 +220,8 @@ class TestErrorHandlers:
                 "sender=any weak priority=2 dispatch_uid=- delivery=immediate "
                 "on_error=handlers_app.Reporter instance async"
             ),
-            # Reporter().failed was held weakly (a bound method beside a weak receiver), and
-            # its instance is gone: no handler is called any more.
+            # gone.failed was held weakly (a bound method beside a weak receiver), and its
+            # instance is gone: no handler is called any more.
             "sender=any weak priority=1 dispatch_uid=- delivery=immediate on_error=-",
             (
                 "sender=handlers_app.Reporter weak priority=0 dispatch_uid=- delivery=immediate "

@@ -33,7 +33,18 @@ def connect(url: str, timeout: float) -> socket.socket:
     if parts.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
-        sock.connect(parts.path)
+        path = unquote(parts.path)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            # FileNotFoundError and friends say neither which path nor what was expected there.
+            msg = (
+                f"cannot connect to the Redis unix socket {path!r}: {exc.strerror or exc}. Expected "
+                f"redis-server listening there ('unixsocket {path}' in redis.conf, readable by this "
+                f"user); fix the path in the URL or start the server."
+            )
+            raise ConnectionError(msg) from exc
     else:
         sock = socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

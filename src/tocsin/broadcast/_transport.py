@@ -10,9 +10,10 @@ each (re)subscription through ``subscribed(reason)``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ._errors import BusConfigurationError
 
@@ -68,8 +69,13 @@ def masked(url: str) -> str:
 def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, timeout: float) -> Transport:
     """The transport *url* names (``memory://``, ``redis://``, ``redis+stream://``, ``postgresql://``).
 
+    Redis also takes ``rediss://`` (TLS) and ``unix:///path/to/redis.sock``, each
+    with ``+stream`` for Streams (``rediss+stream://``, ``unix+stream://``).
+
     Raises:
-        BusConfigurationError: an unknown scheme, or the extra it needs is missing.
+        BusConfigurationError: an unknown scheme, a ``unix://`` URL without an
+            absolute socket path, a TLS file named in the URL that does not
+            exist, or the extra it needs is missing.
     """
     if not _is_str(url):
         msg = (
@@ -78,6 +84,10 @@ def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, 
         )
         raise BusConfigurationError(msg)
     scheme = urlsplit(url).scheme.lower()
+    if scheme in {"unix", "unix+stream"}:
+        _check_unix(url)
+    if scheme in {"rediss", "rediss+stream"}:
+        _check_tls_files(url)
     if scheme == "memory":
         from ._transport_memory import MemoryTransport  # noqa: PLC0415 - one transport per bus
 
@@ -86,7 +96,7 @@ def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, 
         from ._transport_redis import RedisTransport  # noqa: PLC0415
 
         return RedisTransport(url, channel, timeout=timeout, health_interval=health_check)
-    if scheme in {"redis+stream", "rediss+stream"}:
+    if scheme in {"redis+stream", "rediss+stream", "unix+stream"}:
         from ._transport_stream import StreamTransport  # noqa: PLC0415
 
         return StreamTransport(url.replace("+stream", "", 1), channel, maxlen, timeout=timeout)
@@ -96,9 +106,43 @@ def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, 
         return PostgresTransport(url, channel, timeout=timeout, health_interval=health_check)
     msg = (
         f"Bus() does not know the URL scheme {scheme!r} of {masked(url)!r}: use 'redis://', "
-        f"'redis+stream://', 'postgresql://' or 'memory://'."
+        f"'rediss://' (TLS), 'unix:///path/to/redis.sock' (each with '+stream' for Redis Streams: "
+        f"'redis+stream://'...), 'postgresql://' or 'memory://'."
     )
     raise BusConfigurationError(msg)
+
+
+def _check_unix(url: str) -> None:
+    """A ``unix://`` URL names an absolute socket path after three slashes, and no host."""
+    parts = urlsplit(url)
+    if parts.hostname or not parts.path.startswith("/"):
+        scheme = parts.scheme.lower()
+        msg = (
+            f"Bus() needs the absolute path of the Redis socket in a {scheme}:// URL, after three "
+            f"slashes: '{scheme}:///run/redis/redis.sock' (a password: '{scheme}://:password@/run/...'); "
+            f"got {masked(url)!r}"
+            + (f", which names the host {parts.hostname!r}." if parts.hostname else ", without a path.")
+        )
+        raise BusConfigurationError(msg)
+
+
+#: redis-py's URL options naming TLS files (opened only at the first connection).
+_TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+
+
+def _check_tls_files(url: str) -> None:
+    """The TLS files a ``rediss://`` URL names exist (else every connection attempt fails obscurely)."""
+    query = parse_qs(urlsplit(url).query)
+    for option in _TLS_FILES:
+        for value in query.get(option, []):
+            path = unquote(value)
+            if not os.path.exists(path):  # noqa: PTH110 - a str path, as redis-py takes it
+                msg = (
+                    f"Bus() cannot find {option}={path!r}, named in {masked(url)!r}: give the path of an "
+                    f"existing PEM file (a directory for ssl_ca_path), e.g. "
+                    f"'?ssl_ca_certs=/etc/ssl/redis-ca.pem'."
+                )
+                raise BusConfigurationError(msg)
 
 
 def _is_str(value: object) -> bool:

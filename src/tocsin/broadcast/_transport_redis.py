@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _resp
-from ._redis import client, require
+from ._redis import client, explained, require
 
 _PING = _resp.command(b"PING", b"tocsin-health")
 
@@ -94,7 +94,8 @@ class RedisTransport:
             pipe = self._publisher.pipeline(transaction=False)
             for message in messages:
                 pipe.publish(self.channel, message)
-            pipe.execute()
+            with explained(self.url):
+                pipe.execute()
         except Exception:
             publisher, self._publisher = self._publisher, None
             publisher.close()
@@ -147,7 +148,8 @@ class RedisTransport:
         """The same loop on redis-py's PubSub, for TLS (``rediss://``) and its URL options."""
         pubsub = client(self.url, timeout=self.timeout).pubsub()
         try:
-            pubsub.subscribe(self.channel)
+            with explained(self.url):  # the first command connects
+                pubsub.subscribe(self.channel)
             last_seen = time.monotonic()
             ping_sent: float | None = None
             while running():

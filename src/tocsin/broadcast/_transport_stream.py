@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._redis import client, require
+from ._redis import client, explained, require
 
 __all__ = ["StreamTransport"]
 
@@ -53,7 +53,8 @@ class StreamTransport:
             pipe = self._publisher.pipeline(transaction=False)
             for message in messages:
                 pipe.xadd(self.key, {"m": message}, maxlen=self.maxlen, approximate=True)
-            pipe.execute()
+            with explained(self.url):
+                pipe.execute()
         except Exception:
             publisher, self._publisher = self._publisher, None
             publisher.close()
@@ -90,7 +91,8 @@ class StreamTransport:
     ) -> None:
         conn = client(self.url, timeout=self.timeout)
         try:
-            self._resume(conn, subscribed)
+            with explained(self.url):  # the first command connects
+                self._resume(conn, subscribed)
             while running():
                 # Read and look at the stream's counters in one MULTI, so that both see the same stream.
                 pipe = conn.pipeline(transaction=True)

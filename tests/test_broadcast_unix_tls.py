@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from _redis import RedisServer, RedisUnavailableError, TlsFiles, make_tls_files
-from test_broadcast import Node
-from test_broadcast_redis import _until
+from test_broadcast import Node, make_nodes, until
 from tocsin.broadcast import Bus, BusConfigurationError, is_remote
 
 if TYPE_CHECKING:
@@ -43,13 +42,17 @@ def _started(server: Callable[[], RedisServer]) -> RedisServer:
     return made
 
 
+def _serving(server: Callable[[], RedisServer]) -> Iterator[RedisServer]:
+    started = _started(server)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
 @pytest.fixture(name="unix_redis")
 def _unix_redis() -> Iterator[RedisServer]:
-    server = _started(lambda: RedisServer(unix_socket=True))
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _serving(lambda: RedisServer(unix_socket=True))
 
 
 @pytest.fixture(name="tls")
@@ -64,27 +67,12 @@ def _tls(tmp_path: Path) -> TlsFiles:
 
 @pytest.fixture(name="tls_redis")
 def _tls_redis(tls: TlsFiles) -> Iterator[RedisServer]:
-    server = _started(lambda: RedisServer(tls=tls))
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _serving(lambda: RedisServer(tls=tls))
 
 
 @pytest.fixture(name="nodes")
 def _nodes() -> Iterator[Callable[..., Node]]:
-    made: list[Node] = []
-
-    def make(url: str, *, start: bool = True, **options: Any) -> Node:
-        node = Node(url, **{"max_backoff": 0.2, **options})
-        made.append(node)
-        if start:
-            assert node.bus.start(), node.bus.status
-        return node
-
-    yield make
-    for node in made:
-        node.close()
+    yield from make_nodes()
 
 
 def _round_trip(a: Node, b: Node) -> None:
@@ -165,7 +153,7 @@ def test_a_bus_waiting_for_its_socket_connects_when_the_server_starts(nodes: Cal
     try:
         node = nodes(server.url, start=False, max_backoff=0.05)
         assert not node.bus.start(wait=0)
-        _until(lambda: node.bus.status.last_error is not None, timeout=10, what="a failed attempt")
+        until(lambda: node.bus.status.last_error is not None, timeout=10, what="a failed attempt")
         server.start()
         node.gaps.wait_count(1)
         assert node.bus.status.state == "connected"
@@ -229,7 +217,7 @@ def test_an_untrusted_certificate_is_refused_with_the_fix(
     assert not refused.bus.start(wait=0.5)
     refused.signal.send(None, post_id=1)  # queued: the publisher cannot connect either
     refused.signal.send(None, post_id=2)
-    _until(lambda: not refused.bus.status.publishing, timeout=10, what="the publisher's refusal")
+    until(lambda: not refused.bus.status.publishing, timeout=10, what="the publisher's refusal")
     trusted.signal.send(None, post_id=3)  # the marker: arrives after anything the refused bus got through
     assert trusted.bus.flush()
     status = refused.bus.status

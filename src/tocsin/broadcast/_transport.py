@@ -11,13 +11,14 @@ each (re)subscription through ``subscribed(reason)``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ._errors import BusConfigurationError
 
-__all__ = ["Transport", "masked", "open_transport"]
+__all__ = ["LazyPublisher", "Transport", "masked", "open_transport"]
 
 
 class Transport(Protocol):
@@ -52,6 +53,41 @@ class Transport(Protocol):
 
     def forget(self) -> None:
         """In a forked child: drop the references to the parent's connections without closing them."""
+
+
+class LazyPublisher:
+    """What the network transports share: one publisher connection, opened when first needed.
+
+    A failed publication drops (and closes) it, so the bus's retry opens a
+    new one; the listener opens its own connection in each ``listen()`` and
+    polls ``running()`` every 0.25 s, so ``interrupt()`` has nothing to do.
+    """
+
+    _publisher: Any = None  # anything with close(): a socket, a redis-py client, a psycopg connection
+
+    @contextmanager
+    def publishing(self, connect: Callable[[], Any]) -> Iterator[Any]:
+        """The publisher connection (made by *connect* if there is none); dropped if the block raises."""
+        if self._publisher is None:
+            self._publisher = connect()
+        try:
+            yield self._publisher
+        except BaseException:  # even half-written: the connection's state is unknown
+            publisher, self._publisher = self._publisher, None
+            publisher.close()
+            raise
+
+    def interrupt(self) -> None:
+        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
+
+    def close(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
+        self._publisher = None
 
 
 def masked(url: str) -> str:

@@ -30,11 +30,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import BusConfigurationError
+from ._transport import LazyPublisher
 
 __all__ = ["PostgresTransport"]
 
 
-class PostgresTransport:
+class PostgresTransport(LazyPublisher):
     """PostgreSQL LISTEN/NOTIFY (see the module docstring)."""
 
     limit = 7999
@@ -50,7 +51,6 @@ class PostgresTransport:
         self.channel = channel
         self.timeout = timeout
         self.health_interval = health_interval
-        self._publisher: Any = None
 
     def _connect(self, role: str) -> Any:
         import psycopg  # noqa: PLC0415 - checked in __init__
@@ -64,18 +64,12 @@ class PostgresTransport:
         )
 
     def publish(self, messages: list[bytes]) -> None:
-        if self._publisher is None:
-            self._publisher = self._connect("publish")
-        try:
+        with self.publishing(lambda: self._connect("publish")) as publisher:
             # One statement, one round trip; NOTIFYs of one transaction arrive in order.
-            self._publisher.execute(
+            publisher.execute(
                 "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
                 (self.channel, [message.decode() for message in messages]),
             )
-        except Exception:
-            publisher, self._publisher = self._publisher, None
-            publisher.close()
-            raise
 
     def listen(
         self,
@@ -130,15 +124,3 @@ class PostgresTransport:
         finally:
             for message in received:
                 deliver(message)
-
-    def interrupt(self) -> None:
-        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
-
-    def close(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
-
-    def forget(self) -> None:
-        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
-        self._publisher = None

@@ -47,8 +47,10 @@ def _openssl(*args: str) -> None:
     subprocess.run([binary, *args], check=True, capture_output=True)
 
 
-def make_tls_files(directory: Path, name: str = "test") -> TlsFiles:
-    """A new CA (``<name>-ca.pem``) and a certificate for 127.0.0.1 and localhost that it signed.
+def make_tls_files(
+    directory: Path, name: str = "test", hosts: str = "IP:127.0.0.1,DNS:localhost"
+) -> TlsFiles:
+    """A new CA (``<name>-ca.pem``) and a certificate for *hosts* (its subjectAltName) that it signed.
 
     The extensions are the ones Python's strict verification (3.13's
     ``VERIFY_X509_STRICT``) requires: a critical CA basic constraint, key
@@ -71,7 +73,7 @@ def make_tls_files(directory: Path, name: str = "test") -> TlsFiles:
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        f"subjectAltName={hosts}\n"
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid:always\n"
     )
@@ -135,6 +137,7 @@ class RedisServer:
         if self.tls is None:
             return sock
         context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.check_hostname = False  # a readiness probe: the certificate may name another host
         return context.wrap_socket(sock, server_hostname="127.0.0.1")
 
     def start(self) -> str:
@@ -169,6 +172,7 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)  # polling a server's start-up: there is no event to wait on
+        self.stop()
         msg = "redis-server did not answer PING within 20 s"
         raise RedisUnavailableError(msg)
 

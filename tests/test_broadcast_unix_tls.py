@@ -236,6 +236,27 @@ def test_an_untrusted_certificate_is_refused_with_the_fix(
 
 
 @needs_redis_py
+def test_a_certificate_for_another_host_is_refused_with_the_fix(
+    nodes: Callable[..., Node], tmp_path: Path
+) -> None:
+    """Signed by the trusted CA, but for another name than the URL's host: refused, and said so."""
+    tls = make_tls_files(tmp_path, "elsewhere", hosts="DNS:redis.example.test")
+    server = _started(lambda: RedisServer(tls=tls))
+    try:
+        refused = nodes(f"{server.url}?ssl_ca_certs={tls.ca}", start=False)
+        assert not refused.bus.start(wait=0.5)
+        until(lambda: refused.bus.status.last_error is not None, timeout=10, what="the refusal")
+        error = str(refused.bus.status.last_error)
+        assert f"the Redis server 127.0.0.1:{server.port} is not valid for '127.0.0.1'" in error
+        assert "connect by a name the certificate holds" in error
+        assert "IP address mismatch" in error  # the cause, as the ssl module says it
+        assert refused.bus.status.gaps == 0
+        refused.bus.stop(timeout=0.1)
+    finally:
+        server.close()
+
+
+@needs_redis_py
 @pytest.mark.parametrize("option", ["ssl_ca_certs", "ssl_certfile", "ssl_keyfile"])
 def test_a_missing_tls_file_is_refused_when_the_bus_is_made(tmp_path: Path, option: str) -> None:
     """Else every attempt would fail with redis-py's 'Error 2 connecting to host:port. No such file'."""

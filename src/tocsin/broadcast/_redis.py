@@ -64,9 +64,18 @@ def explained(url: str) -> Iterator[None]:
             raise
         parts = urlsplit(url)
         server = f"{parts.hostname}:{parts.port or 6379}"
-        msg = (
-            f"the TLS certificate of the Redis server {server} is not trusted; expected one signed by "
-            f"a CA this process trusts: name the CA's PEM file in the URL, 'rediss://{server}/0"
-            f"?ssl_ca_certs=/path/to/ca.pem', or add it to the system's CA store. redis-py: {exc}"
-        )
+        if "mismatch" in str(
+            exc
+        ):  # "Hostname mismatch" / "IP address mismatch": trusted, but not for this name
+            msg = (
+                f"the TLS certificate of the Redis server {server} is not valid for {parts.hostname!r}; "
+                f"expected one naming the host of the URL: connect by a name the certificate holds (its "
+                f"subjectAltName), or have it reissued for {parts.hostname!r}. redis-py: {exc}"
+            )
+        else:
+            msg = (
+                f"the TLS certificate of the Redis server {server} is not trusted; expected one signed "
+                f"by a CA this process trusts: name the CA's PEM file in the URL, 'rediss://{server}/0"
+                f"?ssl_ca_certs=/path/to/ca.pem', or add it to the system's CA store. redis-py: {exc}"
+            )
         raise ConnectionError(msg) from exc

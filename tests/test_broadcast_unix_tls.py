@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from _redis import RedisServer, RedisUnavailableError, TlsFiles, make_tls_files
 from test_broadcast import Node, make_nodes, until
-from tocsin.broadcast import Bus, BusConfigurationError, is_remote
+from tocsin.broadcast import Bus, BusConfigurationError, _resp, is_remote
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -159,6 +160,49 @@ def test_a_bus_waiting_for_its_socket_connects_when_the_server_starts(nodes: Cal
         assert node.bus.status.state == "connected"
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("form", ["netloc", "query"])
+def test_a_password_protected_unix_socket(
+    unix_redis: RedisServer, nodes: Callable[..., Node], form: str
+) -> None:
+    """``unix://:pw@/path`` and redis-py's ``unix:///path?password=pw``; the password never shows."""
+    with socket.socket(socket.AF_UNIX) as admin:
+        admin.connect(str(unix_redis.socket_path))
+        admin.sendall(_resp.command(b"CONFIG", b"SET", b"requirepass", b"s3cret"))
+        assert _resp.read_replies(admin, 1) == [b"OK"]
+    path = unix_redis.socket_path
+
+    def url(password: str) -> str:
+        return f"unix://:{password}@{path}" if form == "netloc" else f"unix://{path}?db=0&password={password}"
+
+    a, b = nodes(url("s3cret")), nodes(url("s3cret"))
+    _round_trip(a, b)
+    for bus in (a.bus, b.bus):
+        assert "s3cret" not in repr(bus)
+        assert "s3cret" not in bus.url
+        assert "s3cret" not in str(b.inbox.calls[0][1]["origin"])
+    refused = nodes(url("wrong"), start=False)
+    assert not refused.bus.start(wait=0.5)
+    until(lambda: refused.bus.status.last_error is not None, timeout=10, what="the AUTH error")
+    assert "AUTH refused" in str(refused.bus.status.last_error)
+    assert "wrong" not in repr(refused.bus)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:1/0?password=s3cret",
+        "redis://127.0.0.1:1/0?db=0&password=s3cret&ssl_check_hostname=false",
+        "redis://user:s3cret@127.0.0.1:1/0?password=s3cret",
+        "unix:///run/redis.sock?password=s3cret",
+    ],
+)
+def test_passwords_in_the_query_are_masked_too(url: str) -> None:
+    bus = Bus(url)  # never started: masking is done when the bus is made
+    assert "s3cret" not in bus.url
+    assert "s3cret" not in repr(bus)
+    assert "***" in bus.url
 
 
 @pytest.mark.parametrize(

@@ -64,9 +64,8 @@ def explained(url: str) -> Iterator[None]:
             raise
         parts = urlsplit(url)
         server = f"{parts.hostname}:{parts.port or 6379}"
-        if "mismatch" in str(
-            exc
-        ):  # "Hostname mismatch" / "IP address mismatch": trusted, but not for this name
+        # "Hostname mismatch" / "IP address mismatch": a trusted CA signed it, for another host.
+        if "mismatch" in str(exc):
             msg = (
                 f"the TLS certificate of the Redis server {server} is not valid for {parts.hostname!r}; "
                 f"expected one naming the host of the URL: connect by a name the certificate holds (its "

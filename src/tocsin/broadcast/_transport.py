@@ -11,6 +11,7 @@ each (re)subscription through ``subscribed(reason)``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -91,15 +92,22 @@ class LazyPublisher:
 
 
 def masked(url: str) -> str:
-    """*url* with its password replaced by ``***`` (for status, logs and ``Origin``)."""
+    """*url* with its passwords replaced by ``***`` (for status, logs and ``Origin``).
+
+    Both places redis-py takes one: ``redis://:password@host`` and ``?password=``.
+    """
     parts = urlsplit(url)
+    query = _PASSWORD_PARAMETER.sub(r"\1***", parts.query)
     if parts.password is None:
-        return url
+        return url if query == parts.query else urlunsplit(parts._replace(query=query))
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, user + host, parts.path, query, parts.fragment))
+
+
+_PASSWORD_PARAMETER = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
 
 
 def open_transport(url: str, channel: str, maxlen: int, *, health_check: float, timeout: float) -> Transport:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -76,6 +77,35 @@ class Node:
         self.bus.stop()
         self.bus.unshare(self.signal)
         self.signal.disconnect(self.inbox)
+
+
+def make_nodes() -> Iterator[Callable[..., Node]]:
+    """For a ``nodes`` fixture: yield ``make(url, *, start=True, **options)``, then close what it made.
+
+    Nodes reconnect fast (``max_backoff=0.2`` unless given); ``make`` asserts
+    that a started one subscribed.
+    """
+    made: list[Node] = []
+
+    def make(url: str, *, start: bool = True, **options: Any) -> Node:
+        node = Node(url, **{"max_backoff": 0.2, **options})
+        made.append(node)
+        if start:
+            assert node.bus.start(), node.bus.status
+        return node
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    """Poll *condition* until it holds; fail the test after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or condition}")
+        time.sleep(0.005)  # polling a status with a deadline: no event to wait on
 
 
 @pytest.fixture(name="url")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,7 +19,7 @@ pytest.importorskip("redis", reason="redis-py is not installed: pip install 'toc
 import redis as redis_py
 
 from _redis import RedisServer, RedisUnavailableError
-from test_broadcast import Node
+from test_broadcast import Node, make_nodes, until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -42,26 +42,7 @@ def _redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(name="nodes")
 def _nodes() -> Iterator[Callable[..., Node]]:
-    made: list[Node] = []
-
-    def make(url: str, *, start: bool = True, **options: Any) -> Node:
-        node = Node(url, max_backoff=0.2, **options)
-        made.append(node)
-        if start:
-            assert node.bus.start()
-        return node
-
-    yield make
-    for node in made:
-        node.close()
-
-
-def _until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.005)  # polling a status with a deadline: no event to wait on
+    yield from make_nodes()
 
 
 def _reasons(node: Node) -> list[str]:
@@ -90,7 +71,7 @@ def test_streams_lose_nothing_while_a_subscriber_is_disconnected_for_a_second(
     flaky.bus.stop()
     disconnected = time.monotonic()
     received_before = len(flaky.inbox.calls)
-    _until(lambda: time.monotonic() - disconnected >= 1.0 and sent.is_set(), what="a second of traffic")
+    until(lambda: time.monotonic() - disconnected >= 1.0 and sent.is_set(), what="a second of traffic")
     assert len(flaky.inbox.calls) == received_before  # really disconnected
     assert flaky.bus.start()
     sender.join()
@@ -168,7 +149,7 @@ def test_a_password_protected_server(redis: RedisServer, nodes: Callable[..., No
         assert ":***@" in subscriber.bus.url
         refused = nodes(redis.url.replace("redis://", "redis://:wrong@", 1), start=False)
         assert not refused.bus.start(wait=0.5)
-        _until(lambda: refused.bus.status.last_error is not None, what="the AUTH error")
+        until(lambda: refused.bus.status.last_error is not None, what="the AUTH error")
         assert "AUTH refused" in str(refused.bus.status.last_error)
         assert refused.bus.status.state in {"disconnected", "connecting"}
     finally:

@@ -90,6 +90,9 @@ class Bus:
         url: ``redis://host:port/db`` (pub/sub), ``redis+stream://host:port/db``
             (Redis Streams), ``postgresql://...`` (LISTEN/NOTIFY) or
             ``memory://name`` (buses of this process; tests and demos).
+            Redis also takes ``unix:///path/to/redis.sock`` and TLS,
+            ``rediss://host:port/db?ssl_ca_certs=/path/to/ca.pem`` (each
+            with ``+stream``: ``unix+stream://``, ``rediss+stream://``).
         secret: sign every message (HMAC-SHA256) and drop those without a
             valid signature. Every process on the channel needs the same one.
         channel: the Redis channel / stream key / PostgreSQL channel name.
@@ -179,6 +182,7 @@ class Bus:
         self._running = False
         self._stopped = threading.Event()
         self._subscribed = threading.Event()
+        self._listener_lost = False  # since the listener's last subscription (one warning per loss)
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         _buses.add(self)
@@ -337,6 +341,7 @@ class Bus:
             self._stopped.clear()
             self._subscribed.clear()
             with self._counters.lock:
+                self._listener_lost = False
                 self._counters.state = "connecting"
             self._threads = [
                 threading.Thread(
@@ -395,6 +400,7 @@ class Bus:
         self._counters = Counters()
         self._stopped = threading.Event()
         self._subscribed = threading.Event()
+        self._listener_lost = False
         self._loop = None
         self._transport.forget()
 
@@ -483,7 +489,10 @@ class Bus:
     def _lost(self, who: str, exc: Exception, *, publishing: bool) -> None:
         counters = self._counters
         with counters.lock:
-            first = counters.publishing if publishing else counters.state != "disconnected"
+            # Once per loss, not per failed attempt: the listener sets "connecting" before each retry.
+            first = counters.publishing if publishing else not self._listener_lost
+            if not publishing:
+                self._listener_lost = True
             counters.last_error = f"{type(exc).__name__}: {exc}"
             if first:
                 counters.reconnects += 1
@@ -496,6 +505,7 @@ class Bus:
 
     def _on_subscribed(self, reason: str | None) -> None:
         with self._counters.lock:
+            self._listener_lost = False
             self._counters.state = "connected"
             if reason is not None:
                 self._counters.gaps += 1

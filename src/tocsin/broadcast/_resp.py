@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["RespError", "command", "connect", "parse", "read_replies"]
 
@@ -28,18 +28,36 @@ def command(*parts: bytes) -> bytes:
 
 
 def connect(url: str, timeout: float) -> socket.socket:
-    """A socket to the server of a ``redis://`` or ``unix://`` URL, authenticated if it names a password."""
+    """A socket to the server of a ``redis://`` or ``unix://`` URL, authenticated if it names a password.
+
+    The password (and user) come from the URL's netloc, else from its
+    ``?password=`` (``?username=``) parameters, as redis-py reads them.
+    """
     parts = urlsplit(url)
     if parts.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
-        sock.connect(parts.path)
+        path = unquote(parts.path)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            # FileNotFoundError and friends say neither which path nor what was expected there.
+            msg = (
+                f"cannot connect to the Redis unix socket {path!r}: {exc.strerror or exc}. Expected "
+                f"redis-server listening there ('unixsocket {path}' in redis.conf, readable by this "
+                f"user); fix the path in the URL or start the server."
+            )
+            raise ConnectionError(msg) from exc
     else:
         sock = socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    query = parse_qs(parts.query)
+    password = parts.password if parts.password is not None else query.get("password", [None])[0]
+    username = parts.username or query.get("username", [None])[0]
     try:
-        if parts.password is not None:
-            _auth(sock, parts.username, parts.password)
+        if password is not None:
+            _auth(sock, username, password)
     except BaseException:
         sock.close()
         raise

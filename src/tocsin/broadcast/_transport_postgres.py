@@ -9,7 +9,12 @@
   open transaction would hear nothing until it ends, and a pooled
   connection would lose its LISTEN when returned.
 * Health: after ``health_interval`` seconds without a notification the
-  listener runs ``SELECT 1`` and reads the reply.
+  listener sends ``SELECT 1`` and waits at most ``timeout`` seconds for the
+  reply (a half-open TCP connection or a stuck backend otherwise blocks a
+  plain ``execute()`` for as long as the kernel keeps the socket: minutes).
+* Each connection names itself in ``pg_stat_activity``
+  (``tocsin-bus listen <channel>`` / ``tocsin-bus publish <channel>``)
+  unless the URL or ``PGAPPNAME`` sets ``application_name``.
 
 The bus publishes only after the sending SQLAlchemy transaction commits (as
 on every transport), so nothing here runs inside the application's
@@ -19,16 +24,18 @@ transaction.
 from __future__ import annotations
 
 import re
+import select
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import BusConfigurationError
+from ._transport import LazyPublisher
 
 __all__ = ["PostgresTransport"]
 
 
-class PostgresTransport:
+class PostgresTransport(LazyPublisher):
     """PostgreSQL LISTEN/NOTIFY (see the module docstring)."""
 
     limit = 7999
@@ -44,26 +51,25 @@ class PostgresTransport:
         self.channel = channel
         self.timeout = timeout
         self.health_interval = health_interval
-        self._publisher: Any = None
 
-    def _connect(self) -> Any:
+    def _connect(self, role: str) -> Any:
         import psycopg  # noqa: PLC0415 - checked in __init__
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self.timeout)))
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=max(1, round(self.timeout)),
+            # libpq's fallback: the URL's or PGAPPNAME's application_name wins (63 bytes at most).
+            fallback_application_name=f"tocsin-bus {role} {self.channel}"[:63],
+        )
 
     def publish(self, messages: list[bytes]) -> None:
-        if self._publisher is None:
-            self._publisher = self._connect()
-        try:
+        with self.publishing(lambda: self._connect("publish")) as publisher:
             # One statement, one round trip; NOTIFYs of one transaction arrive in order.
-            self._publisher.execute(
+            publisher.execute(
                 "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
                 (self.channel, [message.decode() for message in messages]),
             )
-        except Exception:
-            publisher, self._publisher = self._publisher, None
-            publisher.close()
-            raise
 
     def listen(
         self,
@@ -73,7 +79,7 @@ class PostgresTransport:
     ) -> None:
         from psycopg import sql  # noqa: PLC0415 - checked in __init__
 
-        conn = self._connect()
+        conn = self._connect("listen")
         try:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             subscribed("subscribed")
@@ -83,19 +89,38 @@ class PostgresTransport:
                     last_seen = time.monotonic()
                     deliver(notify.payload.encode())
                 if time.monotonic() - last_seen > self.health_interval:
-                    conn.execute("SELECT 1").fetchone()
+                    self._check(conn.pgconn, deliver)
                     last_seen = time.monotonic()
         finally:
             conn.close()
 
-    def interrupt(self) -> None:
-        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
+    def _check(self, pgconn: Any, deliver: Callable[[bytes], None]) -> None:
+        """Run ``SELECT 1`` on the listening connection; raise unless it answers within ``timeout``.
 
-    def close(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
+        On libpq's asynchronous calls (psycopg's ``execute()`` has no
+        deadline). Notifications read meanwhile are delivered afterwards, in
+        order (slow receivers must not eat into the reply's deadline).
+        """
+        from psycopg import pq  # noqa: PLC0415 - checked in __init__
 
-    def forget(self) -> None:
-        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
-        self._publisher = None
+        received: list[bytes] = []
+        try:
+            pgconn.send_query(b"SELECT 1")  # a few bytes: written at once on a blocking connection
+            deadline = time.monotonic() + self.timeout
+            while True:
+                pgconn.consume_input()
+                while (notify := pgconn.notifies()) is not None:
+                    received.append(notify.extra)
+                if not pgconn.is_busy():
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([pgconn.socket], [], [], remaining)[0]:
+                    msg = f"no reply to SELECT 1 within {self.timeout} s: connection presumed dead"
+                    raise ConnectionError(msg)
+            while (result := pgconn.get_result()) is not None:
+                if result.status != pq.ExecStatus.TUPLES_OK:
+                    msg = f"SELECT 1 failed: {pq.error_message(result) or result.status.name}"
+                    raise ConnectionError(msg)
+        finally:
+            for message in received:
+                deliver(message)

@@ -16,13 +16,12 @@ keeps nothing for a process that was not subscribed.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from . import _resp
-from ._redis import client, require
+from ._redis import client, explained, require
+from ._transport import LazyPublisher
 
 _PING = _resp.command(b"PING", b"tocsin-health")
 
@@ -52,8 +51,8 @@ def _no_pong(timeout: float) -> ConnectionError:
 __all__ = ["RedisTransport"]
 
 
-class RedisTransport:
-    """Redis pub/sub (see the module docstring)."""
+class RedisTransport(LazyPublisher):
+    """Redis pub/sub (see the module docstring); the publisher is a socket, or redis-py's client for TLS."""
 
     limit = 512 * 1024 * 1024  # Redis's own bulk string limit; the bus's max_bytes is lower
 
@@ -62,8 +61,6 @@ class RedisTransport:
         self.channel = channel
         self.timeout = timeout
         self.health_interval = health_interval
-        self._publisher: Any = None  # redis-py, for rediss://
-        self._sock: socket.socket | None = None
         # TLS and redis-py's URL options need redis-py; plain TCP and unix sockets use _resp.
         self.use_redis_py = url.startswith("rediss")
         if self.use_redis_py:
@@ -73,32 +70,19 @@ class RedisTransport:
         if self.use_redis_py:
             self._publish_redis_py(messages)
             return
-        if self._sock is None:
-            self._sock = _resp.connect(self.url, self.timeout)
-        try:
+        with self.publishing(lambda: _resp.connect(self.url, self.timeout)) as sock:
             # One write and one read of all the replies: a pipeline without redis-py's per-command cost.
             channel = self.channel.encode()
-            self._sock.sendall(
-                b"".join([_resp.command(b"PUBLISH", channel, message) for message in messages])
-            )
-            _resp.read_replies(self._sock, len(messages))
-        except BaseException:
-            sock, self._sock = self._sock, None
-            sock.close()
-            raise
+            sock.sendall(b"".join([_resp.command(b"PUBLISH", channel, message) for message in messages]))
+            _resp.read_replies(sock, len(messages))
 
     def _publish_redis_py(self, messages: list[bytes]) -> None:
-        if self._publisher is None:
-            self._publisher = client(self.url, timeout=self.timeout)
-        try:
-            pipe = self._publisher.pipeline(transaction=False)
+        with self.publishing(lambda: client(self.url, timeout=self.timeout)) as publisher:
+            pipe = publisher.pipeline(transaction=False)
             for message in messages:
                 pipe.publish(self.channel, message)
-            pipe.execute()
-        except Exception:
-            publisher, self._publisher = self._publisher, None
-            publisher.close()
-            raise
+            with explained(self.url):
+                pipe.execute()
 
     def listen(
         self,
@@ -147,7 +131,8 @@ class RedisTransport:
         """The same loop on redis-py's PubSub, for TLS (``rediss://``) and its URL options."""
         pubsub = client(self.url, timeout=self.timeout).pubsub()
         try:
-            pubsub.subscribe(self.channel)
+            with explained(self.url):  # the first command connects
+                pubsub.subscribe(self.channel)
             last_seen = time.monotonic()
             ping_sent: float | None = None
             while running():
@@ -171,19 +156,3 @@ class RedisTransport:
                     subscribed("subscribed")
         finally:
             pubsub.close()
-
-    def interrupt(self) -> None:
-        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
-
-    def close(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def forget(self) -> None:
-        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
-        self._publisher = None
-        self._sock = None

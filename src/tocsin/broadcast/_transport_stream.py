@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._redis import client, require
+from ._redis import client, explained, require
+from ._transport import LazyPublisher
 
 __all__ = ["StreamTransport"]
 
 
-class StreamTransport:
+class StreamTransport(LazyPublisher):
     """Redis Streams (see the module docstring)."""
 
     limit = 512 * 1024 * 1024
@@ -44,20 +45,14 @@ class StreamTransport:
         self.last_id: bytes = b""  # b"": not subscribed yet
         self.run_id: str | None = None
         self.position = 0  # how many entries the stream had received up to last_id (its entries-added then)
-        self._publisher: Any = None
 
     def publish(self, messages: list[bytes]) -> None:
-        if self._publisher is None:
-            self._publisher = client(self.url, timeout=self.timeout)
-        try:
-            pipe = self._publisher.pipeline(transaction=False)
+        with self.publishing(lambda: client(self.url, timeout=self.timeout)) as publisher:
+            pipe = publisher.pipeline(transaction=False)
             for message in messages:
                 pipe.xadd(self.key, {"m": message}, maxlen=self.maxlen, approximate=True)
-            pipe.execute()
-        except Exception:
-            publisher, self._publisher = self._publisher, None
-            publisher.close()
-            raise
+            with explained(self.url):
+                pipe.execute()
 
     def _resume(self, conn: Any, subscribed: Callable[[str | None], None]) -> None:
         """Set where reading starts after a (re)connection; report a gap on the first or after a restart."""
@@ -90,7 +85,8 @@ class StreamTransport:
     ) -> None:
         conn = client(self.url, timeout=self.timeout)
         try:
-            self._resume(conn, subscribed)
+            with explained(self.url):  # the first command connects
+                self._resume(conn, subscribed)
             while running():
                 # Read and look at the stream's counters in one MULTI, so that both see the same stream.
                 pipe = conn.pipeline(transaction=True)
@@ -115,15 +111,3 @@ class StreamTransport:
                     deliver(fields[b"m"])
         finally:
             conn.close()
-
-    def interrupt(self) -> None:
-        """Nothing to do: ``listen()`` polls ``running()`` every 0.25 s."""
-
-    def close(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
-
-    def forget(self) -> None:
-        """In a forked child: the parent's connections are not ours to close (closing could end them)."""
-        self._publisher = None

@@ -175,20 +175,8 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     /* ---- under the lock (or atomic under the GIL) */
-    PyObject *dead = SLOT(self, S_DEAD);
-    int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
-    if (truth < 0) {
-        goto unlock;
-    }
-    if (truth) {
-        swept = PyObject_CallMethodNoArgs(self, str_sweep); /* freed after the lock is released */
-        if (swept == NULL) {
-            goto unlock;
-        }
-    }
-    PyObject *records = SLOT(self, S_RECORDS); /* checked on entry; user code ran since */
-    if (records == NULL || !PyDict_CheckExact(records)) {
-        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is no longer a dict");
+    PyObject *records = section_records(self, &swept);
+    if (records == NULL) {
         goto unlock;
     }
     stored = PyDict_SetDefault(records, key, record); /* borrowed */
@@ -231,10 +219,7 @@ connect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     result = receiver;
     /* ---- released on every path */
 unlock:
-    if (!quiet && release(lock) < 0) {
-        Py_CLEAR(result);
-    }
-    if (sweep_if_dead(self) < 0) {
+    if (leave_section(self, lock, quiet) < 0) {
         Py_CLEAR(result);
     }
     if (result != NULL && stored == record && report_changes(self) < 0) {
@@ -343,23 +328,11 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!quiet && call_method0(lock, str_acquire) < 0) {
         goto done;
     }
-    /* ---- under the lock (or atomic under the GIL) */
-    PyObject *dead = SLOT(self, S_DEAD);
-    int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
-    if (truth < 0) {
-        goto unlock;
-    }
-    if (truth) {
-        swept = PyObject_CallMethodNoArgs(self, str_sweep); /* freed after the lock is released */
-        if (swept == NULL) {
-            goto unlock;
-        }
-    }
-    /* Keep the record until the lock is released: it may hold the last
-     * reference to a receiver whose __del__ uses this signal. */
-    PyObject *records = SLOT(self, S_RECORDS); /* checked on entry; user code ran since */
-    if (records == NULL || !PyDict_CheckExact(records)) {
-        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is no longer a dict");
+    /* ---- under the lock (or atomic under the GIL). Keep the record until the
+     * section is over: it may hold the last reference to a receiver whose
+     * __del__ uses this signal. */
+    PyObject *records = section_records(self, &swept);
+    if (records == NULL) {
         goto unlock;
     }
     removed = PyDict_GetItemWithError(records, key);
@@ -404,10 +377,7 @@ disconnect_common(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     result = Py_True;
     /* ---- released on every path */
 unlock:
-    if (!quiet && release(lock) < 0) {
-        Py_CLEAR(result);
-    }
-    if (sweep_if_dead(self) < 0) {
+    if (leave_section(self, lock, quiet) < 0) {
         Py_CLEAR(result);
     }
     if (result == Py_True && report_changes(self) < 0) {

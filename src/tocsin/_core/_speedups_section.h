@@ -109,6 +109,44 @@ sweep_if_dead(PyObject *self)
     return 0;
 }
 
+/* First in the section: sweep what died if `_dead` is set (the dropped
+ * records go to *swept*, to be freed after the section), then the records
+ * dict, borrowed; NULL with an exception set on error. */
+static PyObject *
+section_records(PyObject *self, PyObject **swept)
+{
+    PyObject *dead = SLOT(self, S_DEAD);
+    int truth = dead == NULL ? 0 : PyObject_IsTrue(dead);
+    if (truth < 0) {
+        return NULL;
+    }
+    if (truth) {
+        *swept = PyObject_CallMethodNoArgs(self, str_sweep);
+        if (*swept == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *records = SLOT(self, S_RECORDS); /* checked on entry; user code may have run since */
+    if (records == NULL || !PyDict_CheckExact(records)) {
+        PyErr_SetString(PyExc_SystemError, "tocsin: Signal._records is no longer a dict");
+        return NULL;
+    }
+    return records;
+}
+
+/* Last: release the lock unless the section ran without it (*quiet*), then
+ * sweep what died meanwhile; keeps the exception being raised, if any; -1 on
+ * a new error. */
+static int
+leave_section(PyObject *self, PyObject *lock, int quiet)
+{
+    int failed = !quiet && release(lock) < 0;
+    if (sweep_if_dead(self) < 0) {
+        failed = 1;
+    }
+    return failed ? -1 : 0;
+}
+
 /* Under the lock: `watcher = hooks.connection_watcher; if watcher is not None
  * and watcher.watches(self): self._changes.append(change)`; -1 on error. */
 static int
